@@ -1,0 +1,3 @@
+from spanbench.cli import main
+
+main()

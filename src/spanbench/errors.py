@@ -1,0 +1,22 @@
+"""The one exception type a user sees: a one-line message, never a traceback."""
+
+from __future__ import annotations
+
+
+class SpanbenchError(Exception):
+    """A failure the user can act on. ``str(err)`` is the whole message, on one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class ConfigError(SpanbenchError):
+    """Bad input: options, scenario file, DSN."""
+
+
+class TargetError(SpanbenchError):
+    """The target or control database could not be reached or refused us."""
+
+
+class RunFailed(SpanbenchError):
+    """The run started but could not finish; it is marked FAILED in the control tables."""

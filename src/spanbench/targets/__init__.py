@@ -1,0 +1,1 @@
+"""Databases under test. ``dsn.py`` decides which module serves a DSN."""

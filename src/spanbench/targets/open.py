@@ -1,0 +1,17 @@
+"""Open the database under test named by a DSN (the module for each system is imported lazily)."""
+
+from __future__ import annotations
+
+from spanbench.dsn import dsn_system
+from spanbench.settings import Settings
+from spanbench.targets.base import Target
+
+
+async def open_target(dsn: str, settings: Settings) -> Target:
+    if dsn_system(dsn) == "snowflake":
+        from spanbench.targets.snowflake import SnowflakeTarget
+
+        return await SnowflakeTarget.open(dsn, settings)
+    from spanbench.targets.postgres import PostgresTarget
+
+    return await PostgresTarget.open(dsn, settings)
