@@ -66,4 +66,16 @@ class Target(Protocol):
         """Key range and row count of a table (``setup.profile_table``)."""
         ...
 
+    async def demo_table_exists(self) -> bool:
+        """Whether the demo table is there and filled (``run`` creates it when not)."""
+        ...
+
+    async def init_demo_table(self, rows: int) -> None:
+        """Drop, create and fill the demo table with ``rows`` rows (``spanbench init``)."""
+        ...
+
+    async def resume_warehouse(self) -> None:
+        """Resume compute and wait until it is ready (Snowflake); a no-op elsewhere."""
+        ...
+
     async def close(self) -> None: ...
