@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-# A prepared query of one kind on one connection: ``await fn(*params)``.
+# A prepared query of one kind on one connection: ``await fn(key)``.
 QueryFn = Callable[..., Awaitable[Any]]
 
 

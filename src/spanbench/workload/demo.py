@@ -17,11 +17,11 @@ UPDATE = "update"
 _SQL: dict[str, dict[str, str]] = {
     "postgresql": {
         POINT_SELECT: f"SELECT abalance FROM {TABLE} WHERE aid = $1",
-        UPDATE: f"UPDATE {TABLE} SET abalance = abalance + $1 WHERE aid = $2",
+        UPDATE: f"UPDATE {TABLE} SET abalance = abalance + 1 WHERE aid = $1",
     },
     "snowflake": {
         POINT_SELECT: f"SELECT abalance FROM {TABLE} WHERE aid = %s",
-        UPDATE: f"UPDATE {TABLE} SET abalance = abalance + %s WHERE aid = %s",
+        UPDATE: f"UPDATE {TABLE} SET abalance = abalance + 1 WHERE aid = %s",
     },
 }
 
@@ -29,7 +29,10 @@ _OPERATION = {POINT_SELECT: "SELECT", UPDATE: "UPDATE"}
 
 
 def demo_queries(dialect: str, *, with_updates: bool) -> list[QuerySpec]:
-    """The query kinds, in a fixed order: index 0 is always the point lookup."""
+    """The query kinds, in a fixed order: index 0 is always the point lookup.
+
+    Every kind takes exactly one parameter, the key, so the hot loop calls ``fn(key)``.
+    """
     kinds = [POINT_SELECT, UPDATE] if with_updates else [POINT_SELECT]
     sql = _SQL[dialect]
     return [QuerySpec(kind=k, operation=_OPERATION[k], sql=sql[k], collection=TABLE) for k in kinds]
