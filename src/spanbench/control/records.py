@@ -33,6 +33,7 @@ class RunStatus:
     workers_expected: int
     start_time: datetime | None = None
     updated_at: datetime | None = None  # the orchestrator's liveness beat
+    beat_age_s: float | None = None  # now() - updated_at, by the store's clock
     cancel_reason: str | None = None
     next_seq: int = 0
 

@@ -1,0 +1,78 @@
+"""What the connection loops of one worker share: the phase, its histograms, the stop flag.
+
+The loops read ``recorders`` and ``errors`` once per query; a phase change swaps both lists
+in one assignment each, so a loop never needs a lock or a branch to follow the phase.
+"""
+
+from __future__ import annotations
+
+import time
+
+from spanbench.stats import LatencyRecorder
+
+INIT = "INIT"
+WARMUP = "WARMUP"
+MEASUREMENT = "MEASUREMENT"
+COOLDOWN = "COOLDOWN"
+PHASES = (WARMUP, MEASUREMENT, COOLDOWN)
+
+
+class PhaseData:
+    __slots__ = ("recorders", "errors", "entered_ns", "left_ns")
+
+    def __init__(self, kinds: int) -> None:
+        self.recorders = [LatencyRecorder() for _ in range(kinds)]
+        self.errors = [0] * kinds
+        self.entered_ns: int | None = None  # perf_counter_ns when this phase began here
+        self.left_ns: int | None = None
+
+    @property
+    def queries(self) -> int:
+        return sum(r.total for r in self.recorders)
+
+    def seconds(self) -> float:
+        if self.entered_ns is None:
+            return 0.0
+        end = self.left_ns if self.left_ns is not None else time.perf_counter_ns()
+        return (end - self.entered_ns) / 1e9
+
+
+class LoadState:
+    __slots__ = ("stop", "stop_reason", "phase", "gen", "recorders", "errors", "phases", "active", "last_error")
+
+    def __init__(self, kinds: int) -> None:
+        self.stop = False
+        self.stop_reason: str | None = None
+        self.phases = {p: PhaseData(kinds) for p in PHASES}
+        self.phase = WARMUP
+        self.gen = 0  # bumps on every phase change; loops compare it to follow QUERY_TAG
+        first = self.phases[WARMUP]
+        self.recorders = first.recorders
+        self.errors = first.errors
+        self.active = 0
+        self.last_error: str | None = None
+
+    def enter(self, phase: str) -> None:
+        now = time.perf_counter_ns()
+        old = self.phases[self.phase]
+        if old.entered_ns is not None and old.left_ns is None:
+            old.left_ns = now
+        data = self.phases[phase]
+        data.entered_ns = now
+        self.recorders = data.recorders
+        self.errors = data.errors
+        self.phase = phase
+        self.gen += 1
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stop:
+            self.stop_reason = reason
+            self.stop = True
+            data = self.phases[self.phase]
+            if data.entered_ns is not None and data.left_ns is None:
+                data.left_ns = time.perf_counter_ns()
+
+    def totals(self) -> tuple[int, int]:
+        q = sum(p.queries for p in self.phases.values())
+        e = sum(sum(p.errors) for p in self.phases.values())
+        return q, e
