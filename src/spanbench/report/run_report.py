@@ -104,7 +104,7 @@ def _all_span_stats(outcome: RunOutcome) -> SpanStats:
 
 
 def _analyze(run_dir: Path, settings: Settings) -> Any:
-    from spanbench.analysis.gaps import analyze
+    from spanbench.analysis.analyze import analyze
     from spanbench.analysis.load import load_trace
 
     return analyze(load_trace(run_dir), min_gap_s=0.05)

