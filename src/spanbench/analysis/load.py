@@ -1,0 +1,119 @@
+"""``load_trace``: a run folder or a trace file, in whichever JSON shape it comes, to a Trace.
+
+Shapes are told apart by their keys, not by file name, so a file saved from Jaeger's UI,
+curl'ed from Tempo or written by the Collector loads the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from spanbench.analysis import ids
+from spanbench.analysis.jaeger import is_jaeger_trace, spans_from_jaeger_trace
+from spanbench.analysis.model import Span, Trace
+from spanbench.analysis.otlp import resource_spans_of, spans_from_resource_spans
+from spanbench.errors import ConfigError
+
+
+def spans_from_document(doc: Any) -> Iterator[Span]:
+    """Every span in one parsed JSON document, whatever its envelope."""
+    if isinstance(doc, list):
+        for item in doc:
+            yield from spans_from_document(item)
+        return
+    if not isinstance(doc, Mapping):
+        return
+    resource_spans = resource_spans_of(doc)
+    if resource_spans is not None:
+        yield from spans_from_resource_spans(resource_spans)
+        return
+    if is_jaeger_trace(doc):
+        yield from spans_from_jaeger_trace(doc)
+        return
+    # Envelopes: Jaeger v1 {"data": [...]}, Tempo v2 {"trace": {...}}, Jaeger v3 {"result": {...}}.
+    for key in ("data", "trace", "result"):
+        if key in doc:
+            yield from spans_from_document(doc[key])
+
+
+def _parse_text(text: str, label: str, warnings: list[str]) -> list[Any]:
+    """One JSON document, or JSON lines (one ExportTraceServiceRequest per line)."""
+    try:
+        return [json.loads(text)]
+    except json.JSONDecodeError:
+        pass
+    docs: list[Any] = []
+    bad = 0
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            docs.append(json.loads(line))
+        except json.JSONDecodeError:
+            bad += 1  # typically a last line cut short by a process that died mid-write
+    if not docs:
+        raise ConfigError(f"{label} is not JSON or JSON lines")
+    if bad:
+        warnings.append(f"{bad} line(s) of {label} were not JSON and were skipped")
+    return docs
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"trace file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read trace file {path}: {err}") from None
+
+
+def _documents_at(path: Path, warnings: list[str]) -> list[Any]:
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.jsonl") if p.is_file())
+        if not files:
+            raise ConfigError(f"no *.jsonl trace files in {path}")
+        docs: list[Any] = []
+        for file in files:
+            text = _read(file)
+            if text.strip():
+                docs.extend(_parse_text(text, str(file), warnings))
+        return docs
+    if not path.exists():
+        raise ConfigError(f"trace file not found: {path}")
+    text = _read(path)
+    if not text.strip():
+        raise ConfigError(f"trace file is empty: {path}")
+    return _parse_text(text, str(path), warnings)
+
+
+def trace_from_documents(docs: Iterable[Any], *, trace_id: str | None, label: str, warnings: list[str] | None = None) -> Trace:
+    """Pick one trace out of the spans in ``docs``: ``trace_id``'s, else the one with most spans."""
+    by_trace: dict[str, list[Span]] = {}
+    for doc in docs:
+        for span in spans_from_document(doc):
+            by_trace.setdefault(span.trace_id, []).append(span)
+    if not by_trace:
+        raise ConfigError(f"no spans found in {label}")
+    if trace_id is not None:
+        wanted = ids.trace_id(trace_id)
+        if wanted not in by_trace:
+            raise ConfigError(f"trace {trace_id} not in {label} ({len(by_trace)} trace(s) there)")
+        chosen = wanted
+    else:
+        chosen = max(by_trace, key=lambda t: (len(by_trace[t]), t))
+    warnings = list(warnings or ())
+    if trace_id is None and len(by_trace) > 1:
+        warnings.append(f"{label} holds {len(by_trace)} traces; showing {chosen}, the one with most spans")
+    return Trace(by_trace[chosen], warnings=warnings)
+
+
+def load_trace(source: str | Path, trace_id: str | None = None) -> Trace:
+    """A run folder (every ``*.jsonl`` in it) or one trace file, as a Trace."""
+    path = Path(source)
+    warnings: list[str] = []
+    docs = _documents_at(path, warnings)
+    return trace_from_documents(docs, trace_id=trace_id, label=str(path), warnings=warnings)

@@ -1,0 +1,329 @@
+"""The terminal view of an Analysis: a start-up waterfall and the gaps report (Rich).
+
+The waterfall draws one row per span on a time axis from the trace's start, scaled to
+the console width, with gaps in red. To stay readable (≤ ~60 rows for a 2-worker run)
+siblings that repeat a name more than ``collapse_over`` times (polls, connects,
+queries) share one row "name ×N", and by default the axis ends at the last
+``first_query`` so start-up is not squeezed into a corner by a long measurement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.text import Text
+
+from spanbench.analysis import labels
+from spanbench.analysis.analyze import Analysis
+from spanbench.analysis.critical_path import CriticalPath
+from spanbench.analysis.gaps import Gap
+from spanbench.analysis.model import Span
+from spanbench.units import format_duration
+
+_PALETTE = ("cyan", "green", "magenta", "blue", "yellow", "bright_cyan", "bright_green", "bright_magenta")
+_GAP_STYLE = "bold red"
+_NAME_MAX = 46
+
+
+@dataclass(slots=True)
+class Row:
+    depth: int
+    label: str
+    start_ns: int
+    spans: list[Span] = field(default_factory=list)  # one, or the members of a collapsed group
+    gap: Gap | None = None
+
+    @property
+    def end_ns(self) -> int:
+        if self.gap is not None:
+            return self.gap.end_ns
+        return max(s.end_ns for s in self.spans)
+
+
+def _s(ns: int) -> float:
+    return ns / 1e9
+
+
+def startup_end_ns(analysis: Analysis) -> int | None:
+    """Where the start-up ends: the last first query (a path to a target's start)."""
+    ends = [analysis.trace[p.target_id].end_ns for p in analysis.paths if p.until == "start"]
+    return max(ends) if ends else None
+
+
+def build_rows(
+    analysis: Analysis, *, max_depth: int | None = None, collapse_over: int = 3, until_ns: int | None = None
+) -> list[Row]:
+    """Rows in display order: depth first, children (and gaps) in time order."""
+    trace = analysis.trace
+    big_gaps: dict[str, list[Gap]] = {}
+    for gap in analysis.gaps:
+        big_gaps.setdefault(gap.span_id, []).append(gap)
+    rows: list[Row] = []
+    stack: list[Row] = [Row(0, labels.short(r), r.start_ns, [r]) for r in reversed(trace.roots)]
+    while stack:
+        row = stack.pop()
+        if until_ns is not None and row.start_ns > until_ns:
+            continue
+        rows.append(row)
+        if row.gap is not None or len(row.spans) != 1:
+            continue  # gaps and collapsed groups are not expanded
+        span = row.spans[0]
+        depth = row.depth + 1
+        if max_depth is not None and depth > max_depth:
+            continue
+        children = trace.children(span)
+        by_name: dict[str, list[Span]] = {}
+        for child in children:
+            by_name.setdefault(child.name, []).append(child)
+        below: list[Row] = []
+        for name, members in by_name.items():
+            if len(members) > collapse_over:
+                below.append(Row(depth, f"{name} ×{len(members)}", members[0].start_ns, members))
+            else:
+                below.extend(Row(depth, labels.short(m), m.start_ns, [m]) for m in members)
+        below.extend(Row(depth, "gap", g.start_ns, gap=g) for g in _row_gaps(analysis, big_gaps.get(span.span_id, []), collapse_over))
+        below.sort(key=lambda r: (r.start_ns, r.gap is None))
+        stack.extend(reversed(below))
+    return rows
+
+
+def _row_gaps(analysis: Analysis, gaps: list[Gap], collapse_over: int) -> list[Gap]:
+    """Gaps that get a row of their own: not the many alike (idle time between sampled
+    queries: still red on the parent's bar), unless on a critical path."""
+    trace = analysis.trace
+    pattern: dict[tuple[str | None, str | None], int] = {}
+    keys = []
+    for g in gaps:
+        before, after = trace.get(g.before_id), trace.get(g.after_id)
+        key = (before.name if before else None, after.name if after else None)
+        keys.append(key)
+        pattern[key] = pattern.get(key, 0) + 1
+    return [g for g, k in zip(gaps, keys) if pattern[k] <= collapse_over or analysis.on_critical_path(g)]
+
+
+class _Axis:
+    def __init__(self, t0: int, t1: int, width: int) -> None:
+        self.t0, self.width = t0, max(width, 1)
+        self.ns_per_cell = max(t1 - t0, 1) / self.width
+
+    def cells(self, start: int, end: int) -> range:
+        """Cells an interval touches; at least one, so short spans stay visible."""
+        a = int((start - self.t0) // self.ns_per_cell)
+        b = int(math.ceil((end - self.t0) / self.ns_per_cell))
+        a = min(max(a, 0), self.width - 1)
+        b = min(max(b, a + 1), self.width)
+        return range(a, b) if start - self.t0 <= self.ns_per_cell * self.width else range(0)
+
+
+def _bar(row: Row, axis: _Axis, style: str, gaps: list[Gap], until_ns: int) -> Text:
+    cells: list[tuple[str, str]] = [(" ", "")] * axis.width
+    if row.gap is not None:
+        for i in axis.cells(row.gap.start_ns, row.gap.end_ns):
+            cells[i] = ("░", _GAP_STYLE)
+    else:
+        glyph = "▆" if len(row.spans) > 1 else "█"
+        for span in row.spans:
+            for i in axis.cells(span.start_ns, span.end_ns):
+                cells[i] = (glyph, style)
+        for gap in gaps:
+            for i in axis.cells(gap.start_ns, gap.end_ns):
+                cells[i] = ("░", _GAP_STYLE)
+        if row.end_ns > until_ns and cells[-1][0] != " ":
+            cells[-1] = ("▸", style)  # runs on past the end of the axis
+    text = Text()
+    for glyph, cell_style in cells:
+        text.append(glyph, cell_style)
+    return text
+
+
+def print_waterfall(
+    analysis: Analysis,
+    console: Console,
+    *,
+    max_depth: int | None = None,
+    collapse_over: int = 3,
+    full: bool = False,
+) -> None:
+    """The waterfall. Without ``full``, the axis and rows stop at the last ``first_query``."""
+    trace = analysis.trace
+    if not trace.spans:
+        console.print("(empty trace)")
+        return
+    t0 = analysis.start_ns
+    t1 = analysis.end_ns
+    if not full:
+        t1 = startup_end_ns(analysis) or t1
+    rows = build_rows(analysis, max_depth=max_depth, collapse_over=collapse_over, until_ns=None if full else t1)
+    process_style: dict[str, str] = {}
+    for group in analysis.processes:
+        process_style.setdefault(group.process_key, _PALETTE[len(process_style) % len(_PALETTE)])
+    big_gaps: dict[str, list[Gap]] = {}
+    for gap in analysis.gaps:
+        big_gaps.setdefault(gap.span_id, []).append(gap)
+
+    width = console.width or 100
+    name_w = min(max(len(r.label) + 2 * r.depth for r in rows), _NAME_MAX, max(width // 3, 12))
+    offset_w, dur_w = 9, 9
+    bar_w = max(width - name_w - offset_w - dur_w - 3, 10)
+    axis = _Axis(t0, t1, bar_w)
+
+    title = "start-up waterfall" if t1 < analysis.end_ns else "waterfall"
+    header = Text(f"{title}: trace {trace.trace_id}, {len(trace)} spans", style="bold")
+    console.print(header)
+    scale = Text(" " * (name_w + offset_w + 2))
+    right = format_duration(_s(t1 - t0))
+    scale.append("0" + "─" * max(bar_w - len(right) - 2, 1) + " " + right, style="dim")
+    console.print(scale)
+    for row in rows:
+        label = "  " * row.depth + ("⋯ gap" if row.gap is not None else row.label)
+        if len(label) > name_w:
+            label = label[: name_w - 1] + "…"
+        line = Text(label.ljust(name_w), style=_GAP_STYLE if row.gap is not None else "")
+        line.append(f" {('+' + format_duration(_s(row.start_ns - t0))):>{offset_w}} ", style="dim")
+        if row.gap is not None:
+            line.append_text(_bar(row, axis, _GAP_STYLE, [], t1))
+            line.append(f" {format_duration(_s(row.gap.duration_ns)):>{dur_w}}", style=_GAP_STYLE)
+        else:
+            first = row.spans[0]
+            style = process_style.get(first.process_key, "cyan")
+            gaps = big_gaps.get(first.span_id, []) if len(row.spans) == 1 else []
+            line.append_text(_bar(row, axis, style, gaps, t1))
+            if len(row.spans) == 1:
+                dur = format_duration(_s(first.duration_ns))
+            else:
+                dur = "Σ" + format_duration(_s(sum(s.duration_ns for s in row.spans)))
+            line.append(f" {dur:>{dur_w}}")
+        console.print(line, no_wrap=True, overflow="crop", soft_wrap=False)
+    later = sum(1 for s in trace.spans if s.start_ns > t1) if t1 < analysis.end_ns else 0
+    if later:
+        console.print(Text(f"… {later} span(s) after the last first_query not shown", style="dim"))
+
+
+# --- the gaps report --------------------------------------------------------------
+
+
+def _span_name(analysis: Analysis, span_id: str | None) -> str | None:
+    span = analysis.trace.get(span_id)
+    return None if span is None else labels.short(span)
+
+
+def gap_line(analysis: Analysis, gap: Gap) -> str:
+    """``gap 7.52s in worker[w1] after pool.init before executor.setup``"""
+    where = labels.in_context(analysis.trace, analysis.trace[gap.span_id])
+    before = _span_name(analysis, gap.before_id)
+    after = _span_name(analysis, gap.after_id)
+    return (
+        f"gap {format_duration(_s(gap.duration_ns))} in {where}"
+        f" {'after ' + before if before else 'after its start'}"
+        f" {'before ' + after if after else 'before its end'}"
+    )
+
+
+def path_line(analysis: Analysis, path: CriticalPath) -> str:
+    """``worker[w0]: run start → first_query: 1.23s (traced 1.20s, untraced 0.03s)``"""
+    trace = analysis.trace
+    target = trace[path.target_id]
+    root = trace[path.root_id]
+    owner = trace.owner(target)
+    what = target.name if path.until == "start" else f"end of {target.name}"
+    prefix = f"worker[{owner}]: " if owner is not None and target.worker_id is None else ""
+    return (
+        f"{prefix}{root.name} start → {what}: {format_duration(_s(path.duration_ns))}"
+        f" (traced {format_duration(_s(path.traced_ns))}, untraced {format_duration(_s(path.untraced_ns))})"
+    )
+
+
+def _gap_groups(analysis: Analysis, collapse_over: int) -> list[list[Gap]]:
+    """Gaps in time order; repeats of one pattern (same span, same neighbours' names: the
+    idle time between sampled ``query`` spans) merged into one group when many."""
+    trace = analysis.trace
+    groups: dict[tuple[str, str | None, str | None], list[Gap]] = {}
+    for gap in analysis.gaps:
+        before, after = trace.get(gap.before_id), trace.get(gap.after_id)
+        key = (gap.span_id, before.name if before else None, after.name if after else None)
+        groups.setdefault(key, []).append(gap)
+    out: list[list[Gap]] = []
+    for members in groups.values():
+        # Gaps on a critical path are never folded away: they are the answer.
+        if len(members) > collapse_over:
+            alone = [g for g in members if analysis.on_critical_path(g)]
+            rest = [g for g in members if not analysis.on_critical_path(g)]
+        else:
+            alone, rest = members, []
+        out.extend([g] for g in alone)
+        if rest:
+            out.append(rest)
+    out.sort(key=lambda grp: grp[0].start_ns)
+    return out
+
+
+def _group_line(analysis: Analysis, gaps: list[Gap]) -> str:
+    first = gaps[0]
+    where = labels.in_context(analysis.trace, analysis.trace[first.span_id])
+    before = _span_name(analysis, first.before_id) or "its start"
+    after = _span_name(analysis, first.after_id) or "its end"
+    total = sum(g.duration_ns for g in gaps)
+    largest = max(g.duration_ns for g in gaps)
+    return (
+        f"{len(gaps)} gaps in {where} between {before} and {after}:"
+        f" {format_duration(_s(total))} in all, largest {format_duration(_s(largest))}"
+    )
+
+
+def _say(console: Console, text: Text) -> None:
+    # Whole lines, never wrapped mid-phrase by Rich: the terminal wraps, grep still matches.
+    console.print(text, soft_wrap=True)
+
+
+def print_gaps(analysis: Analysis, console: Console, *, collapse_over: int = 3) -> None:
+    """One line per gap of at least the threshold, then the critical paths, skew, processes."""
+    trace = analysis.trace
+    threshold = format_duration(_s(analysis.min_gap_ns))
+    for warning in trace.warnings:
+        _say(console, Text(f"warning: {warning}", style="yellow"))
+    _say(console, Text(f"gaps ≥ {threshold}", style="bold"))
+    if not analysis.gaps:
+        _say(console, Text(f"  no gap of {threshold} or more"))
+    for group in _gap_groups(analysis, collapse_over):
+        gap = group[0]
+        critical = len(group) == 1 and analysis.on_critical_path(gap)
+        line = Text("  ")
+        text = gap_line(analysis, gap) if len(group) == 1 else _group_line(analysis, group)
+        line.append(text, style=_GAP_STYLE if critical else "red")
+        line.append(f"  at +{format_duration(_s(gap.start_ns - analysis.start_ns))}", style="dim")
+        if critical:
+            line.append("  (critical path)", style="dim")
+        _say(console, line)
+
+    if analysis.paths:
+        _say(console, Text("critical path", style="bold"))
+    for path in sorted(analysis.paths, key=lambda p: (trace.owner(trace[p.target_id]) or "", p.end_ns)):
+        _say(console, Text("  " + path_line(analysis, path)))
+        for pg in path.gaps:
+            if pg.on_path_ns >= analysis.min_gap_ns:
+                text = f"    untraced {format_duration(_s(pg.on_path_ns))}: {gap_line(analysis, pg.gap)}"
+                _say(console, Text(text, style="red"))
+
+    if analysis.skews:
+        title = f"clock skew: {len(analysis.skews)} span(s) outside their parent (clipped to it for the gaps)"
+        _say(console, Text(title, style="bold yellow"))
+        for skew in analysis.skews[:10]:
+            span, parent = trace[skew.span_id], trace[skew.parent_id]
+            parts = []
+            if skew.early_ns:
+                parts.append(f"starts {format_duration(_s(skew.early_ns))} before")
+            if skew.late_ns:
+                parts.append(f"ends {format_duration(_s(skew.late_ns))} after")
+            where = "another process" if skew.cross_process else "the same process"
+            text = f"  {labels.in_context(trace, span)} {' and '.join(parts)} its parent {labels.short(parent)} ({where})"
+            _say(console, Text(text, style="yellow"))
+        if len(analysis.skews) > 10:
+            _say(console, Text(f"  … and {len(analysis.skews) - 10} more", style="yellow"))
+
+    if len(analysis.processes) > 1:
+        _say(console, Text("processes", style="bold"))
+        for group in analysis.processes:
+            workers = f", worker {', '.join(group.worker_ids)}" if group.worker_ids else ""
+            _say(console, Text(f"  {group.service} ({group.process_key}{workers}): {group.span_count} spans"))
