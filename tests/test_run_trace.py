@@ -152,3 +152,36 @@ def test_span_counts_reported(default_run) -> None:
     assert spans["ended"] == len(tree.spans)
     assert spans["exporters"]["file"]["exported"] == len(tree.spans)
     assert spans["exporters"]["file"]["lost"] == 0
+
+
+def test_run_percentiles_are_an_exact_merge(default_run, pg_dsn: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    from spanbench.stats import decode, merge, summarize
+
+    _, results, run_dir = default_run
+
+    async def rows() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            return await conn.fetch("SELECT worker_id, scope, queries, histograms, latency FROM spanbench.test_results"
+                                    " WHERE run_id = $1", run_dir.name)
+        finally:
+            await conn.close()
+
+    got = asyncio.run(rows())
+    workers = [r for r in got if r["scope"] == "WORKER"]
+    run_row = [r for r in got if r["scope"] == "RUN"]
+    assert len(workers) == 2 and len(run_row) == 1
+    per_worker = [decode(json.loads(r["histograms"])["MEASUREMENT"]["point_select"]) for r in workers]
+    merged = merge(per_worker)
+    reported = results["measurement"]["latency"]["point_select"]
+    assert merged.get_total_count() == sum(h.get_total_count() for h in per_worker) == reported["count"]
+    assert reported["p99_ms"] == summarize(merged).p99_ms
+    assert reported["p50_ms"] == summarize(merged).p50_ms
+    # the run row in TEST_RESULTS carries the same merged histogram
+    run_hist = decode(json.loads(run_row[0]["histograms"])["MEASUREMENT"]["point_select"])
+    assert run_hist.get_total_count() == merged.get_total_count()
+    assert results["measurement"]["queries"] == sum(r["queries"] for r in workers) == run_row[0]["queries"]

@@ -235,8 +235,9 @@ class Worker:
             with self.tracer.start_as_current_span("setup.load_value_pools") as s:
                 pool = await self.control.fetch_value_pool(f"{demo.TABLE}.{demo.KEY}")
                 s.set_attribute("spanbench.value_pool.size", len(pool))
-            seed = zlib.crc32(f"{self.args.run_id}/{self.worker_id}".encode())
-            return build_keys(profile, [int(v) for v in pool], seed=seed)
+            with self.tracer.start_as_current_span("setup.build_keys"):
+                seed = zlib.crc32(f"{self.args.run_id}/{self.worker_id}".encode())
+                return build_keys(profile, [int(v) for v in pool], seed=seed)
 
     async def wait_for_start(self) -> bool:
         """Poll RUN_STATUS and the control events until START; every poll is a span."""
