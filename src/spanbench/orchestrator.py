@@ -131,16 +131,16 @@ class Orchestrator:
                     self.target_dsn = await asyncio.to_thread(self.embedded.start)
                     span.set_attribute("spanbench.embedded.data_dir", str(self.embedded.data_dir))
             assert self.target_dsn is not None
-            with self.tracer.start_as_current_span("target.check_demo_table") as span:
-                target = await open_target(self.target_dsn, self.s)
-                try:
+            target = await open_target(self.target_dsn, self.s)
+            try:
+                with self.tracer.start_as_current_span("target.check_demo_table") as span:
                     present = await target.demo_table_exists()
                     span.set_attribute("spanbench.demo_table.present", present)
-                    if not present:
-                        with self.tracer.start_as_current_span("target.init_demo_table", attributes={"spanbench.rows": self.s.rows}):
-                            await target.init_demo_table(self.s.rows)
-                finally:
-                    await target.close()
+                if not present:
+                    with self.tracer.start_as_current_span("target.init_demo_table", attributes={"spanbench.rows": self.s.rows}):
+                        await target.init_demo_table(self.s.rows)
+            finally:
+                await target.close()
             control_dsn = self.s.control_dsn or self.target_dsn
             with self.tracer.start_as_current_span("control.connect"):
                 self.control = await open_control_store(control_dsn, self.s)
