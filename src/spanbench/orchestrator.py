@@ -131,7 +131,8 @@ class Orchestrator:
                     self.target_dsn = await asyncio.to_thread(self.embedded.start)
                     span.set_attribute("spanbench.embedded.data_dir", str(self.embedded.data_dir))
             assert self.target_dsn is not None
-            target = await open_target(self.target_dsn, self.s)
+            with self.tracer.start_as_current_span("target.open"):
+                target = await open_target(self.target_dsn, self.s)
             try:
                 with self.tracer.start_as_current_span("target.check_demo_table") as span:
                     present = await target.demo_table_exists()
