@@ -55,3 +55,23 @@ def test_encoding_round_trip_and_empty() -> None:
     assert isinstance(back, HdrHistogram) and list(back.counts) == list(h.counts)
     empty = summarize(merge([]))
     assert empty.count == 0 and empty.p99_ms == 0.0
+
+
+def test_run_timeline_sums_workers_per_second() -> None:
+    from spanbench.control.records import TestResult
+    from spanbench.results import run_timeline
+
+    s = 1_000_000_000
+    t0 = 1_700_000_000 * s
+
+    def row(wid: str, samples: list[tuple[int, int, int]]) -> TestResult:
+        return TestResult(run_id="r", worker_id=wid, scope="WORKER", status="COMPLETED",
+                          details={"start_unix_ns": t0, "timeline": samples})
+
+    # w0: 100 q/s for 2 s, sampled on the half second; w1: 50 q/s for 1 s then 0, sampled off-grid.
+    w0 = row("w0", [(t0 + i * s // 2, 50 * i, 0) for i in range(5)])
+    w1 = row("w1", [(t0, 0, 0), (t0 + s // 4, 12, 1), (t0 + s, 50, 1), (t0 + 2 * s, 50, 1)])
+    tl = run_timeline([w0, w1])
+    assert [round(p["qps"], 6) for p in tl] == [150.0, 100.0]
+    assert [round(p["errors_per_s"], 6) for p in tl] == [1.0, 0.0]
+    assert sum(p["qps"] for p in tl) == 100 * 2 + 50

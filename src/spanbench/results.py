@@ -62,6 +62,7 @@ def merge_results(rows: list[TestResult], workers_expected: int) -> dict[str, An
         for r in rows
     ]
     return {
+        "timeline": run_timeline(rows),
         "measurement": {
             "seconds": seconds,
             "queries": queries,
@@ -88,3 +89,37 @@ def _start_to_first_ms(row: TestResult) -> float | None:
     if start is None or first is None:
         return None
     return (int(first) - int(start)) / 1e6
+
+
+def run_timeline(rows: list[TestResult], step_s: float = 1.0) -> list[dict[str, float]]:
+    """Throughput over time, summed across workers, in ``step_s`` buckets from the START.
+
+    Each worker samples its cumulative counts every half second; a worker's rate between
+    two samples is spread evenly over that interval, so buckets need no alignment.
+    """
+    starts = [int(r.details["start_unix_ns"]) for r in rows if r.details.get("start_unix_ns")]
+    if not starts:
+        return []
+    t0 = min(starts)
+    step = int(step_s * 1e9)
+    queries: dict[int, float] = defaultdict(float)
+    errors: dict[int, float] = defaultdict(float)
+    for r in rows:
+        samples = [(int(t), int(q), int(e)) for t, q, e in r.details.get("timeline") or []]
+        for (ta, qa, ea), (tb, qb, eb) in zip(samples, samples[1:]):
+            if tb <= ta:
+                continue
+            # split [ta, tb) over the buckets it covers, in proportion to the overlap
+            t = ta
+            while t < tb:
+                k = (t - t0) // step
+                edge = min(tb, t0 + (k + 1) * step)
+                share = (edge - t) / (tb - ta)
+                queries[k] += (qb - qa) * share
+                errors[k] += (eb - ea) * share
+                t = edge
+    last = max(queries, default=-1)
+    return [
+        {"t_s": k * step_s, "qps": queries.get(k, 0.0) / step_s, "errors_per_s": errors.get(k, 0.0) / step_s}
+        for k in range(0, last + 1)
+    ]

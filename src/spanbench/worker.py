@@ -40,6 +40,9 @@ from spanbench.workload import demo
 from spanbench.workload.mix import build_mix, build_keys
 
 
+TIMELINE_S = 0.5
+
+
 @dataclass
 class WorkerArgs:
     run_id: str
@@ -85,6 +88,8 @@ class Worker:
         self.started_at: datetime | None = None
         self.first_query_ns: int | None = None
         self._lost_control_since: float | None = None
+        # (unix ns, queries so far, errors so far) every TIMELINE_S: throughput over time
+        self.timeline: list[tuple[int, int, int]] = []
         self._bookkeeping: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ the life
@@ -367,6 +372,7 @@ class Worker:
                 for p, d in st.phases.items()
             },
             "query_spans_skipped": self.spans.skipped,
+            "timeline": self.timeline + [(time.time_ns(), *st.totals())],
             "stop_reason": st.stop_reason,
             "last_error": st.last_error,
             "error": self.error,
@@ -407,7 +413,11 @@ class Worker:
         assert self.state is not None and self.settings is not None and self.control is not None
         s, st = self.settings, self.state
         next_beat = time.monotonic() + s.heartbeat_interval
+        next_sample = time.monotonic()
         while not st.stop:
+            if time.monotonic() >= next_sample:
+                next_sample += TIMELINE_S
+                self.timeline.append((time.time_ns(), *st.totals()))
             with contextlib.suppress(Exception):
                 await self.control.wait_for_signal(self.args.run_id, min(0.25, s.heartbeat_interval))
             if self._parent_gone():
