@@ -84,10 +84,12 @@ def worker(
     group_id: Annotated[int, typer.Option(min=0, help="this worker's group index")] = 0,
     group_count: Annotated[Optional[int], typer.Option(min=1, help="number of worker groups (must match the run)")] = None,
     target_dsn: Annotated[Optional[str], typer.Option(envvar="SPANBENCH_TARGET_DSN", show_envvar=True, help="target, if RUN_STATUS's redacted one will not do")] = None,
+    join_timeout: Annotated[str, typer.Option(help="how long to wait for the run to appear in the control store")] = "120s",
 ) -> None:
     """Join a run as one worker group (the orchestrator starts these; start more on other machines)."""
     from spanbench import aio
     from spanbench.telemetry.process_start import process_start_time_ns
+    from spanbench.units import parse_duration
     from spanbench.worker import BootTimes, WorkerArgs, run_worker
 
     if not control_dsn:
@@ -98,7 +100,7 @@ def worker(
     args = WorkerArgs(
         run_id=run_id, control_dsn=control_dsn, group_id=group_id, group_count=group_count, target_dsn=target_dsn,
         run_dir=Path(run_dir) if run_dir else Path("spanbench-runs") / run_id,
-        parent_pid=int(parent) if parent else None,
+        parent_pid=int(parent) if parent else None, join_timeout=parse_duration(join_timeout),
     )
     code = aio.run(run_worker(args, BootTimes(process_start_time_ns(), _MAIN_NS)))
     raise typer.Exit(code)

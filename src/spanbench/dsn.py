@@ -31,8 +31,8 @@ def redact_dsn(dsn: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+        user, _, password = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if password else f"{userinfo}@{hostport}"
     query = urlencode(
         [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
         safe="/:*",

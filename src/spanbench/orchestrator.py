@@ -34,6 +34,8 @@ from spanbench.telemetry.context import traceparent_of
 from spanbench.telemetry.provider import SpanStats, Telemetry
 
 _READY_POLL_S = 0.02
+_FINAL = frozenset({"COMPLETED", "FAILED", "ABANDONED"})
+_FLUSH_S = 5.0
 _BEAT_S = 0.5
 
 
@@ -107,7 +109,11 @@ class Orchestrator:
                 with self.tracer.start_as_current_span("target.stop_embedded", context=self.ctx):
                     await asyncio.to_thread(self.embedded.stop)
             run_span.end()
-        stats = self.telemetry.shutdown(timeout_s=5.0)
+        # The workers flush their spans while we flush ours: one bounded wait for all of them,
+        # so a collector that is down or hangs adds at most _FLUSH_S to the run, not a sum.
+        stats, _ = await asyncio.gather(
+            asyncio.to_thread(self.telemetry.shutdown, _FLUSH_S), self._wait_workers_exit(_FLUSH_S + 0.5)
+        )
         return RunOutcome(self.run_id, self.run_dir, self.status, self.reason, self.results, stats)
 
     async def _lifecycle(self) -> None:
@@ -166,7 +172,12 @@ class Orchestrator:
         tp = traceparent_of(trace.get_current_span(self.ctx))
         if tp:
             env["TRACEPARENT"] = tp
-        with self.tracer.start_as_current_span("orchestrator.launch_workers", context=self.ctx, attributes={"spanbench.workers": self.s.workers}):
+        with self.tracer.start_as_current_span(
+            "orchestrator.launch_workers", context=self.ctx,
+            attributes={"spanbench.workers": self.s.workers, "spanbench.launch": "local" if self.s.launch_workers else "external"},
+        ):
+            if not self.s.launch_workers:
+                return  # started elsewhere: they find the run (and its traceparent) in RUN_STATUS
             for g in range(self.s.workers):
                 self.workers.append(
                     launch_worker(run_id=self.run_id, group_id=g, group_count=self.s.workers, run_dir=self.run_dir, env_extra=env)
@@ -177,9 +188,13 @@ class Orchestrator:
         deadline = time.monotonic() + self.s.ready_timeout
         with self.tracer.start_as_current_span("orchestrator.await_ready", context=self.ctx) as span:
             polls = 0
+            next_beat = 0.0
             while True:
                 polls += 1
                 self._check_workers_alive()
+                if time.monotonic() >= next_beat:  # workers watch this beat from their first poll on
+                    next_beat = time.monotonic() + _BEAT_S
+                    await self.control.touch_run(self.run_id)
                 beats = await self.control.fetch_heartbeats(self.run_id)
                 failed = [b for b in beats if b.status == "FAILED"]
                 if failed:
@@ -230,7 +245,7 @@ class Orchestrator:
         with self.tracer.start_as_current_span("orchestrator.stop", context=self.ctx):
             await self.control.update_run(self.run_id, status=rec.STOPPING, end_time=datetime.now(timezone.utc))
             await self.control.append_event(self.run_id, rec.STOP, "RUN", {})
-            await self._wait_workers_exit(self.s.drain_timeout + 30.0)
+            await self._await_workers_done(self.s.drain_timeout + 30.0)
 
     async def orchestrator_collect_results(self) -> None:
         assert self.control is not None
@@ -263,14 +278,14 @@ class Orchestrator:
         """Mark the run, stop the workers, keep what they measured."""
         self.status, self.reason = status, reason
         with self.tracer.start_as_current_span("orchestrator.abort", context=self.ctx, attributes={"spanbench.reason": reason}):
-            if self.control is not None and self.run_created:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.control.update_run(self.run_id, status=status, cancel_reason=reason[:1000]), 5)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.control.append_event(self.run_id, rec.STOP, "RUN", {"reason": reason[:1000]}), 5)
-            if self.workers:
-                await self._wait_workers_exit(self.s.drain_timeout + 10.0)
-            if self.control is not None and self.run_created and not self.results:
+            if self.control is None or not self.run_created:
+                return
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.control.update_run(self.run_id, status=status, cancel_reason=reason[:1000]), 5)
+                await asyncio.wait_for(self.control.append_event(self.run_id, rec.STOP, "RUN", {"reason": reason[:1000]}), 5)
+            with contextlib.suppress(Exception):
+                await self._await_workers_done(self.s.drain_timeout + 10.0)
+            if not self.results:
                 with contextlib.suppress(Exception):
                     rows = [r for r in await self.control.fetch_test_results(self.run_id) if r.scope == "WORKER"]
                     self.results = merge_results(rows, self.s.workers)
@@ -287,6 +302,29 @@ class Orchestrator:
         for b in await self.control.fetch_heartbeats(self.run_id):
             if b.status == "FAILED":
                 raise RunFailed(f"worker {b.worker_id} failed: {b.last_error or 'no reason given'}")
+
+    async def _await_workers_done(self, timeout_s: float) -> None:
+        """Until every worker has reported a final status (its results are persisted then) or,
+        for one started here, exited. External workers that never joined are not waited for."""
+        assert self.control is not None
+        deadline = time.monotonic() + timeout_s
+        next_beat = 0.0
+        if self.s.launch_workers:
+            expected = {w.worker_id for w in self.workers}
+        else:
+            expected = {f"w{g}" for g in range(self.s.workers)}
+        while time.monotonic() < deadline:
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + _BEAT_S
+                await self.control.touch_run(self.run_id)
+            beats = {b.worker_id: b.status for b in await self.control.fetch_heartbeats(self.run_id)}
+            exited = {w.worker_id for w in self.workers if w.exit_code() is not None}
+            pending = {w for w in expected if beats.get(w) not in _FINAL and w not in exited}
+            if not self.s.launch_workers:
+                pending &= set(beats)
+            if not pending:
+                return
+            await asyncio.sleep(0.05)
 
     async def _wait_workers_exit(self, timeout_s: float) -> None:
         await asyncio.to_thread(stop_workers, self.workers, timeout_s)

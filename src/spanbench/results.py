@@ -56,6 +56,7 @@ def merge_results(rows: list[TestResult], workers_expected: int) -> dict[str, An
             "start_to_first_query_ms": _start_to_first_ms(r),
             "connections": r.details.get("connections"),
             "stop_reason": r.details.get("stop_reason"),
+            "query_spans_skipped": r.details.get("query_spans_skipped", 0),
             "last_error": r.details.get("last_error"),
             "error": r.details.get("error"),
         }

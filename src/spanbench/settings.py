@@ -38,6 +38,7 @@ class Settings(BaseSettings):
 
     # load
     workers: int = Field(2, gt=0, le=1024)
+    launch_workers: bool = Field(True, description="start the workers here; false: wait for them to join")
     connections: int = Field(16, gt=0, le=100_000, description="total across workers")
     pool_batch_size: int = Field(8, gt=0, le=10_000)
     warmup: float = Field(2.0, ge=0)

@@ -52,6 +52,7 @@ class WorkerArgs:
     target_dsn: str | None = None  # overrides the (redacted) one in RUN_STATUS
     run_dir: Path | None = None
     parent_pid: int | None = None  # set by a local orchestrator: its death stops us at once
+    join_timeout: float = 120.0  # how long a worker waits for its run to appear
 
 
 @dataclass
@@ -103,10 +104,9 @@ class Worker:
             raise RunFailed("control store: no answer within 60s") from None
         timings.append(("control.connect", t, time.time_ns(), {}))
         t = time.time_ns()
-        status = await self.control.fetch_run_status(self.args.run_id)
-        if status is None:
-            raise RunFailed(f"run {self.args.run_id} not found in the control store")
-        timings.append(("control.fetch_run_status", t, time.time_ns(), {"spanbench.run.status": status.status}))
+        status, attempts = await self._join_run()
+        timings.append(("control.fetch_run_status", t, time.time_ns(),
+                        {"spanbench.run.status": status.status, "control.attempts": attempts}))
         self.settings = self._settings_from(status)
         t = time.time_ns()
         parent = context_from_traceparent(os.environ.get("TRACEPARENT") or status.traceparent)
@@ -175,6 +175,26 @@ class Worker:
         self.status = "FAILED" if self.error else ("ABANDONED" if lost else "COMPLETED")
         await self.heartbeat(self.status)
         return 0 if self.status == "COMPLETED" else (3 if lost else 1)
+
+    async def _join_run(self) -> tuple[RunStatus, int]:
+        """RUN_STATUS of our run; a worker started before its orchestrator waits for it (bounded)."""
+        assert self.control is not None
+        deadline = time.monotonic() + self.args.join_timeout
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                status = await self.control.fetch_run_status(self.args.run_id)
+            except Exception as exc:  # the control schema may not exist yet
+                status, why = None, f"{type(exc).__name__}: {exc}"
+            else:
+                why = "no RUN_STATUS row"
+            if status is not None:
+                return status, attempts
+            if time.monotonic() > deadline:
+                raise RunFailed(f"run {self.args.run_id} not found in the control store within "
+                                f"{self.args.join_timeout:g}s ({' '.join(why.split())[:200]})")
+            await asyncio.sleep(0.2)
 
     # ------------------------------------------------------------------ phases
 

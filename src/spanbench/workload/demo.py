@@ -20,8 +20,8 @@ _SQL: dict[str, dict[str, str]] = {
         UPDATE: f"UPDATE {TABLE} SET abalance = abalance + 1 WHERE aid = $1",
     },
     "snowflake": {
-        POINT_SELECT: f"SELECT abalance FROM {TABLE} WHERE aid = %s",
-        UPDATE: f"UPDATE {TABLE} SET abalance = abalance + 1 WHERE aid = %s",
+        POINT_SELECT: f"SELECT abalance FROM {TABLE} WHERE aid = ?",
+        UPDATE: f"UPDATE {TABLE} SET abalance = abalance + 1 WHERE aid = ?",
     },
 }
 
