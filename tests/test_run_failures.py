@@ -112,3 +112,27 @@ def test_workers_stop_when_orchestrator_dies(pg_dsn: str, tmp_path: Path) -> Non
     assert len(rows) == 2
     for r in rows:
         assert json.loads(r["details"])["stop_reason"].startswith("lost orchestrator")
+
+
+def test_interrupt_cancels_the_run_and_keeps_results(pg_dsn: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    proc = start_run(pg_dsn, out)
+    try:
+        run_id = run_id_of(out, time.monotonic() + 30)
+        pids = wait_running(pg_dsn, run_id, time.monotonic() + 60)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "cancelled" in lines[0] and "Traceback" not in stderr, stderr
+    status = asyncio.run(query(pg_dsn, "SELECT status FROM spanbench.run_status WHERE run_id = $1", run_id))
+    assert status[0]["status"] == "CANCELLED"
+    results = json.loads((out / run_id / "results.json").read_text())
+    assert results["status"] == "CANCELLED"
+    assert sorted(w["worker_id"] for w in results["workers"]) == ["w0", "w1"]
+    assert all(w["queries"] > 0 for w in results["workers"])  # measured before the stop: kept
+    for pid in pids.values():
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -7,6 +7,7 @@ only with SPANBENCH_DEBUG=1.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spanbench.errors import ConfigError, SpanbenchError
+from spanbench.errors import ConfigError, RunCancelled, SpanbenchError
 
 _MAIN_NS = 0  # when main() began: the end of this process's ``*.startup`` span
 
@@ -172,8 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     except _usage_error_types() as exc:  # usage errors: bad flag, bad int, missing option
         fmt = getattr(exc, "format_message", None)
         code = _fail(fmt() if fmt else str(exc), 2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         code = _fail("interrupted", 130)
+    except RunCancelled as exc:
+        code = _fail(str(exc), 130)
     except ConfigError as exc:
         code = _fail(str(exc), 2)
     except SpanbenchError as exc:

@@ -20,3 +20,7 @@ class TargetError(SpanbenchError):
 
 class RunFailed(SpanbenchError):
     """The run started but could not finish; it is marked FAILED in the control tables."""
+
+
+class RunCancelled(SpanbenchError):
+    """The user stopped the run (Ctrl-C, SIGTERM); it is marked CANCELLED, its results kept."""

@@ -51,7 +51,11 @@ def launch_worker(
         "--run-id", run_id, "--group-id", str(group_id), "--group-count", str(group_count),
     ]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # A session of its own: Ctrl-C in the terminal reaches the orchestrator only, which
+        # then stops the workers through the control store so they can persist their results.
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     return WorkerProcess(worker_id, proc, log_path)
 
 

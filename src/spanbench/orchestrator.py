@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -88,6 +89,10 @@ class Orchestrator:
                         "spanbench.warmup_s": self.s.warmup, "spanbench.duration_s": self.s.duration},
         )
         self.ctx = trace.set_span_in_context(run_span)
+        main = asyncio.current_task()
+        if main is not None:  # SIGTERM ends a run as Ctrl-C does: marked, stopped, results kept
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
         self._retro("orchestrator.startup", self.process_start_ns, self.main_ns)
         self._retro("orchestrator.bootstrap", self.main_ns, time.time_ns())
         try:

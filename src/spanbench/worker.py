@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import time
 import zlib
@@ -130,6 +131,7 @@ class Worker:
         for name, start, end, attrs in timings:
             self._retro(name, start, end, attrs)
         code = 1
+        self._handle_signals()
         try:
             code = await self._run_phases(status)
         except SpanbenchError as exc:
@@ -175,6 +177,21 @@ class Worker:
         self.status = "FAILED" if self.error else ("ABANDONED" if lost else "COMPLETED")
         await self.heartbeat(self.status)
         return 0 if self.status == "COMPLETED" else (3 if lost else 1)
+
+    def _handle_signals(self) -> None:
+        """SIGINT/SIGTERM stop the load gracefully: drain, persist, exit."""
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+
+        def stop(signame: str) -> None:
+            if self.state is not None:
+                self.state.request_stop(f"stop requested: {signame}")
+            elif main is not None:
+                main.cancel(f"stop requested: {signame}")  # nothing measured yet
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop, sig.name)
 
     async def _join_run(self) -> tuple[RunStatus, int]:
         """RUN_STATUS of our run; a worker started before its orchestrator waits for it (bounded)."""

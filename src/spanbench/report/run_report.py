@@ -44,9 +44,10 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
     console.print(f"run folder: {outcome.run_dir}")
     if outcome.status != "COMPLETED":
         console.print(f"[bold red]run {outcome.status}[/]: {outcome.reason}")
-        from spanbench.errors import RunFailed
+        from spanbench.errors import RunCancelled, RunFailed
 
-        raise RunFailed(f"run {outcome.run_id} {outcome.status.lower()}: {outcome.reason} (results so far in {path})")
+        error = RunCancelled if outcome.status == "CANCELLED" else RunFailed
+        raise error(f"run {outcome.run_id} {outcome.status.lower()}: {outcome.reason} (results so far in {path})")
     return 0
 
 
