@@ -63,6 +63,31 @@ def pg_dsn() -> Iterator[str]:
     shutil.rmtree(data.parent, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def password_role(pg_dsn: str) -> tuple[str, str, str]:
+    """(socket dir, user, password) of a role that must authenticate with scram, on the real server."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import asyncpg
+
+    socket_dir = parse_qs(urlsplit(pg_dsn).query)["host"][0]
+    hba = Path(socket_dir) / "pg_hba.conf"
+    password = "right-s3cret-" + os.urandom(4).hex()
+
+    async def setup() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute("DROP ROLE IF EXISTS pw_user")
+            await conn.execute(f"CREATE ROLE pw_user LOGIN SUPERUSER PASSWORD '{password}'")
+            hba.write_text("local all pw_user scram-sha-256\n" + hba.read_text())
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    asyncio.run(setup())
+    return socket_dir, "pw_user", password
+
+
 def spanbench_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANBENCH_", "OTEL_", "TRACEPARENT"))}
     env.update(extra)

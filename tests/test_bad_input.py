@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from urllib.parse import urlsplit, parse_qs
 
-import asyncpg
 import pytest
 
 from conftest import spanbench_env
@@ -25,23 +22,9 @@ def assert_one_line_error(res, *, code: int | None = None, must_contain: str = "
 
 
 @pytest.fixture(scope="module")
-def password_dsn(pg_dsn: str) -> str:
-    """A role that must authenticate with a password (scram), on the real server."""
-    socket_dir = parse_qs(urlsplit(pg_dsn).query)["host"][0]
-    hba = Path(socket_dir) / "pg_hba.conf"
-
-    async def setup() -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute("DROP ROLE IF EXISTS pw_user")
-            await conn.execute("CREATE ROLE pw_user LOGIN PASSWORD 'right-secret'")
-            hba.write_text("local all pw_user scram-sha-256\n" + hba.read_text())
-            await conn.execute("SELECT pg_reload_conf()")
-        finally:
-            await conn.close()
-
-    asyncio.run(setup())
-    return f"postgresql://pw_user:WRONG-s3cret@/postgres?host={socket_dir}"
+def password_dsn(password_role: tuple[str, str, str]) -> str:
+    socket_dir, user, _ = password_role
+    return f"postgresql://{user}:WRONG-s3cret@/postgres?host={socket_dir}"
 
 
 def test_unreachable_dsn(cli) -> None:
