@@ -49,6 +49,11 @@ class LatencyRecorder:
         self.counts[((b + 1) << self._s) + (ns >> b) - self._h] += 1
         self.total += 1
 
+    def index_constants(self) -> tuple[int, int, int, int]:
+        """(mask, shift, half-count magnitude, half count): what ``record`` computes with, for
+        a hot loop that inlines it. Values must be <= HIGHEST_NS (one hour)."""
+        return self._mask, self._k, self._s, self._h
+
     def to_hdr(self) -> HdrHistogram:
         h = new_histogram()
         if not self.total:

@@ -305,6 +305,10 @@ def _ratio_text(r: float | None) -> str:
     return "—" if r is None else f"×{r:.2f}"
 
 
+def _dur(ns: int | None) -> str:
+    return "—" if ns is None else format_duration(ns / 1e9)
+
+
 def _delta_cell(delta_ns: int, ratio: float | None) -> Any:
     from rich.text import Text
 
@@ -317,6 +321,7 @@ def _delta_cell(delta_ns: int, ratio: float | None) -> Any:
 
 
 def print_diff(diff: RunDiff, console: Any) -> None:
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -330,7 +335,7 @@ def print_diff(diff: RunDiff, console: Any) -> None:
                 console.print(Text(f"{name}: warning: {warning}", style="yellow"), soft_wrap=True)
 
     if diff.headlines:
-        table = Table(title="headline", title_justify="left")
+        table = Table(title="headline", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("metric", "A", "B", "Δ", "B/A"):
             table.add_column(col, justify="left" if col == "metric" else "right")
         for h in diff.headlines:
@@ -346,21 +351,25 @@ def print_diff(diff: RunDiff, console: Any) -> None:
     if not diff.spans:
         console.print("(no spans to compare: one side has no trace)")
         return
-    table = Table(title="spans by name, biggest change first (durations across workers and repeats)", title_justify="left")
-    for col in ("span", "count A", "count B", "p50 A", "p50 B", "Δ p50", "max A", "max B", "Δ max"):
-        table.add_column(col, justify="left" if col == "span" else "right", no_wrap=col != "span")
+    table = Table(title="spans by name, biggest change first (durations across workers and repeats)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    wide = (console.width or 80) >= 110
+    table.add_column("span", overflow="fold")
+    cols = ("count A→B", "p50 A→B", "Δ p50", "max A→B", "Δ max") if wide else ("count A→B", "p50 A→B, Δ", "max A→B, Δ")
+    for col in cols:
+        table.add_column(col, justify="right")
     for d in diff.spans:
         name = Text(d.name)  # a Text, never markup: span names come from foreign programs
         if d.only_in is not None:
             name.append(f" (only in {d.only_in})", style="dim")
-        table.add_row(
-            name,
-            str(d.a.count) if d.a else "—", str(d.b.count) if d.b else "—",
-            format_duration(d.a.p50_ns / 1e9) if d.a else "—", format_duration(d.b.p50_ns / 1e9) if d.b else "—",
-            _delta_cell(d.delta_p50_ns, d.ratio_p50),
-            format_duration(d.a.max_ns / 1e9) if d.a else "—", format_duration(d.b.max_ns / 1e9) if d.b else "—",
-            _delta_cell(d.delta_max_ns, d.ratio_max),
-        )
+        count = f"{d.a.count if d.a else '—'} → {d.b.count if d.b else '—'}"
+        p50 = f"{_dur(d.a.p50_ns if d.a else None)} → {_dur(d.b.p50_ns if d.b else None)}"
+        mx = f"{_dur(d.a.max_ns if d.a else None)} → {_dur(d.b.max_ns if d.b else None)}"
+        dp50, dmax = _delta_cell(d.delta_p50_ns, d.ratio_p50), _delta_cell(d.delta_max_ns, d.ratio_max)
+        if wide:
+            table.add_row(name, count, p50, dp50, mx, dmax)
+        else:  # two lines a row, so that an 80-column terminal keeps every column
+            table.add_row(name, count, Text(p50 + "\n").append_text(dp50), Text(mx + "\n").append_text(dmax))
     console.print(table)
     grew = [d for d in diff.spans if d.only_in is None and (d.delta_p50_ns > 0 or d.delta_max_ns > 0)]
     if grew:

@@ -16,7 +16,7 @@ attributes come from foreign programs. Strings that look like URLs/DSNs pass thr
 run never reaches the page even if an upstream redaction were missed.
 
 Test hooks (stable): ``.bar[data-span-name][data-start-ms][data-end-ms]``,
-``.gap-label[data-gap-ms][data-start-ms]``, ``table.latency tr[data-kind]``,
+``.gap[data-gap-ms][data-start-ms]`` with its ``.gap-label`` (same data),, ``table.latency tr[data-kind]``,
 ``svg.throughput circle.point[data-t-s][data-qps]``, ``table.settings tr[data-key]``,
 ``html[data-ready]`` once the script ran.
 """
@@ -346,7 +346,8 @@ def _row_html(
         pos, _ = _pos_style(views, gap.start_ns, gap.end_ns)
         ms = _ms(gap.duration_ns)
         track = (
-            f'<div class="gap p{" crit" if critical else ""}" style="{pos}" title="{_e(title)}"></div>'
+            f'<div class="gap p{" crit" if critical else ""}" style="{pos}" data-gap-ms="{ms}"'
+            f' data-start-ms="{_ms(gap.start_ns - t0)}" title="{_e(title)}"></div>'
             f'<span class="gap-label" data-gap-ms="{ms}" data-start-ms="{_ms(gap.start_ns - t0)}"'
             f' data-critical="{str(critical).lower()}" style="{_label_style(views, gap)}">{_e(_dur(gap.duration_ns))}</span>'
         )
@@ -514,8 +515,10 @@ def _throughput_svg(results: dict[str, Any]) -> str:
     parts.append(f'<text x="{ml + pw / 2:.1f}" y="{h - 4}" text-anchor="middle">seconds since START</text>')
     if isinstance(warmup, (int, float)) and isinstance(duration, (int, float)):
         for at, text in ((warmup, "measurement"), (warmup + duration, "end")):
+            near_edge = x(at) > w - mr - 90
+            tx, anchor = (x(at) - 4, "end") if near_edge else (x(at) + 4, "start")
             parts.append(f'<line class="phase" x1="{x(at):.1f}" x2="{x(at):.1f}" y1="{mt}" y2="{mt + ph}"/>'
-                         f'<text x="{x(at) + 4:.1f}" y="{mt + 10}">{_e(text)}</text>')
+                         f'<text x="{tx:.1f}" y="{mt + 10}" text-anchor="{anchor}">{_e(text)}</text>')
     # each point is one second's count, drawn at the middle of its second
     pts = [(x(p["t_s"] + 0.5), y(q)) for p, q in zip(timeline, qps)]
     parts.append('<polyline class="qps" points="' + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
