@@ -110,3 +110,7 @@ def cli(tmp_path: Path):
         return run_cli(list(args), output=tmp_path / "runs" if output else None, env=env, timeout=timeout)
 
     return _run
+
+
+# One fakesnow server (a real HTTP server process on loopback) for every Snowflake test.
+from support.fakesnow_server import fakesnow  # noqa: E402,F401

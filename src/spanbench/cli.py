@@ -60,6 +60,9 @@ def run(
     warmup: Annotated[Optional[str], typer.Option(help="warmup duration, e.g. 2s [2s]")] = None,
     duration: Annotated[Optional[str], typer.Option(help="measurement duration, e.g. 10s [10s]")] = None,
     output: Annotated[Optional[Path], typer.Option(help="parent folder of run folders [spanbench-runs]")] = None,
+    warehouse_resume: Annotated[Optional[bool], typer.Option("--warehouse-resume/--no-warehouse-resume", help="Snowflake: resume the warehouse and wait for it before the pool init")] = None,
+    use_cached_result: Annotated[Optional[bool], typer.Option("--use-cached-result/--no-use-cached-result", help="Snowflake: allow the result cache [off]")] = None,
+    server_timings: Annotated[Optional[bool], typer.Option("--server-timings/--no-server-timings", help="Snowflake: add QUERY_HISTORY timings to sampled query spans after the run")] = None,
 ) -> None:
     """Run a benchmark: one trace, a report, and a run folder with the trace and results.json."""
     from spanbench import aio
@@ -71,6 +74,7 @@ def run(
     settings = build_settings(
         scenario, target_dsn=target_dsn, control_dsn=control_dsn, workers=workers, connections=connections,
         pool_batch_size=pool_batch_size, warmup=warmup, duration=duration, output=output,
+        warehouse_resume=warehouse_resume, use_cached_result=use_cached_result, server_timings=server_timings,
     )
     _check_dsns(settings.target_dsn, settings.control_dsn)
     orchestrator = Orchestrator(settings, process_start_ns=process_start_time_ns(), main_ns=_MAIN_NS)

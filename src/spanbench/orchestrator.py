@@ -24,6 +24,7 @@ from spanbench.control import records as rec
 from spanbench.control.open import open_control_store
 from spanbench.control.records import RunStatus, TestResult
 from spanbench.control.store import ControlStore
+from spanbench.dsn import dsn_system
 from spanbench.errors import RunFailed, SpanbenchError
 from spanbench.launcher import WorkerProcess, launch_worker, stop_workers
 from spanbench.load.state import COOLDOWN, MEASUREMENT, WARMUP
@@ -119,6 +120,7 @@ class Orchestrator:
         stats, _ = await asyncio.gather(
             asyncio.to_thread(self.telemetry.shutdown, _FLUSH_S), self._wait_workers_exit(_FLUSH_S + 0.5)
         )
+        await self.server_timings()
         return RunOutcome(self.run_id, self.run_dir, self.status, self.reason, self.results, stats)
 
     async def _lifecycle(self) -> None:
@@ -276,6 +278,23 @@ class Orchestrator:
 
     def status_for_results(self) -> str:
         return rec.COMPLETED if self.reason is None else self.status
+
+    async def server_timings(self) -> None:
+        """Snowflake's own timings for the sampled queries, in a second trace file (post-run, opt-in).
+
+        It reads the workers' finished trace files, so it runs after the run's trace is
+        complete; the client-side trace files are left as they are.
+        """
+        if not (self.s.server_timings and self.tracing and self.target_dsn) or dsn_system(self.target_dsn) != "snowflake":
+            return
+        from spanbench.targets.snowflake_history import enrich_run_folder
+
+        try:
+            await asyncio.wait_for(
+                enrich_run_folder(self.run_dir, self.target_dsn, self.s, enabled=True, run_id=self.run_id), 120
+            )
+        except Exception as exc:  # enrichment is a bonus: it never fails a measured run
+            self.results.setdefault("warnings", []).append(f"server timings: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ failure
 

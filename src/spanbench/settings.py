@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     # snowflake
     use_cached_result: bool = False
     warehouse_resume: bool = False
+    server_timings: bool = Field(False, description="after the run, add Snowflake QUERY_HISTORY timings to the sampled query spans")
 
     @field_validator(*_DURATION_FIELDS, mode="before")
     @classmethod
