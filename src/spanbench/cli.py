@@ -1,4 +1,4 @@
-"""The commands: run, worker, init, gaps.
+"""The commands: run, worker, init, gaps, report, diff.
 
 Every failure a user can cause ends as one line on stderr and a non-zero exit:
 2 for bad input, 1 for a run that failed, 130 for an interrupt. A traceback appears
@@ -148,6 +148,28 @@ def gaps(
         trace_id=trace_id, query=query,
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    run_folder: Annotated[str, typer.Argument(help="a run folder (spanbench-runs/<run id>)")],
+) -> None:
+    """Write the run's self-contained report.html: waterfall, gaps, latency, throughput, settings."""
+    from spanbench.report.html import report_command
+
+    raise typer.Exit(report_command(run_folder))
+
+
+@app.command()
+def diff(
+    run_a: Annotated[str, typer.Argument(help="the baseline: a run folder or a trace file")],
+    run_b: Annotated[str, typer.Argument(help="the run to compare with it")],
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Line two runs up per span name (count, p50, max): what grew, and by how much."""
+    from spanbench.analysis.diff import diff_command
+
+    raise typer.Exit(diff_command(run_a, run_b, as_json=json_out))
 
 
 def _check_dsns(*dsns: str | None) -> None:

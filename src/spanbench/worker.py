@@ -36,6 +36,7 @@ from spanbench.stats import encode, summarize
 from spanbench.targets.base import QueryFn, Target, TargetConnection
 from spanbench.targets.open import open_target
 from spanbench.telemetry.context import context_from_traceparent
+from spanbench.telemetry.metrics import MetricsPump, metrics_endpoint_set, otlp_metric_exporter
 from spanbench.telemetry.provider import Telemetry
 from spanbench.workload import demo
 from spanbench.workload.mix import build_mix, build_keys
@@ -93,6 +94,7 @@ class Worker:
         # (unix ns, queries so far, errors so far) every TIMELINE_S: throughput over time
         self.timeline: list[tuple[int, int, int]] = []
         self._bookkeeping: asyncio.Task[None] | None = None
+        self.metrics: MetricsPump | None = None
 
     # ------------------------------------------------------------------ the life
 
@@ -333,6 +335,7 @@ class Worker:
                 every=s.query_sample_every, slow_s=s.slow_query_threshold, cap=s.query_span_cap,
                 enabled=self.telemetry.enabled,
             )
+            self.metrics = self._metrics_pump(queries)
             self.loop = ClosedLoop(
                 self.state, mix=build_mix(queries, s.update_share), keys=keys, spans=self.spans,
                 max_consecutive_errors=s.max_consecutive_errors,
@@ -348,6 +351,7 @@ class Worker:
         st = self.state
         with self.tracer.start_as_current_span("worker.load", context=self.ctx) as span:
             control = asyncio.create_task(self._control_loop())
+            pump = asyncio.create_task(self.metrics.run()) if self.metrics else None
             pending = set(tasks)
             while pending and not st.stop:
                 done, pending = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
@@ -357,9 +361,11 @@ class Worker:
                         self.error = self.error or str(exc)
             if not pending and not st.stop:
                 st.request_stop("every connection stopped")
-            control.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await control
+            for task in (control, pump):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             q, e = st.totals()
             span.set_attributes({"spanbench.queries": q, "spanbench.errors": e, "spanbench.stop_reason": st.stop_reason or ""})
 
@@ -378,6 +384,8 @@ class Worker:
                     self.error = self.error or str(t.exception())
             conns, self.conns = self.conns, []
             await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+            if self.metrics is not None:
+                await asyncio.to_thread(self.metrics.close)
 
     async def results_persist(self) -> None:
         assert self.control is not None and self.state is not None and self.spans is not None
@@ -546,6 +554,19 @@ class Worker:
     def _retro(self, name: str, start_ns: int, end_ns: int, attrs: dict[str, Any]) -> None:
         span = self.tracer.start_span(name, context=self.ctx, start_time=start_ns, attributes=attrs)
         span.end(end_time=max(start_ns, end_ns))
+
+    def _metrics_pump(self, queries: list[Any]) -> MetricsPump | None:
+        """OTLP metrics beside the traces, when tracing is on and an endpoint is set."""
+        if not (self.telemetry.enabled and metrics_endpoint_set()) or self.telemetry.resource is None:
+            return None
+        assert self.state is not None and self.spans is not None
+        spans = self.spans
+        interval_ms = float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "") or 5000)
+        return MetricsPump(
+            otlp_metric_exporter(), self.telemetry.resource, self.state, [q.kind for q in queries],
+            attributes={"run_id": self.args.run_id, "worker_id": self.worker_id},
+            exemplars=lambda: list(spans.recent), interval_s=max(0.5, interval_ms / 1000),
+        )
 
     def _init_telemetry(self, *, enabled: bool) -> None:
         run_dir = self.args.run_dir

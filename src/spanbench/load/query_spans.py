@@ -9,6 +9,7 @@ keeps a run's trace far below Tempo's 5 MB per-trace limit.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from opentelemetry import trace
@@ -54,6 +55,8 @@ class QuerySpans:
             for q in queries
         ]
         self._enabled = enabled
+        # (kind, seconds, span id, trace id, end ns) of recent sampled spans: metric exemplars
+        self.recent: deque[tuple[int, float, int, int, int]] = deque(maxlen=64)
 
     def wall_ns(self, perf_ns: int) -> int:
         return perf_ns + self._offset
@@ -97,3 +100,6 @@ class QuerySpans:
         span.end(end_time=t1 + self._offset)
         if first:
             self.first_query_span = span
+        if error is None:
+            ctx = span.get_span_context()
+            self.recent.append((kind, (t1 - t0) / 1e9, ctx.span_id, ctx.trace_id, t1 + self._offset))

@@ -42,6 +42,9 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
         print_gaps(analysis, console)
     print_span_stats(spans, console)
     console.print(f"run folder: {outcome.run_dir}")
+    from spanbench.report.html import report_after_run
+
+    report_after_run(outcome.run_dir, analysis, console)
     if outcome.status != "COMPLETED":
         console.print(f"[bold red]run {outcome.status}[/]: {outcome.reason}")
         from spanbench.errors import RunCancelled, RunFailed

@@ -122,6 +122,7 @@ class Telemetry:
         attributes: dict[str, Any] | None = None,
     ) -> None:
         self.enabled = enabled and not tracing_disabled_by_env()
+        self.resource: Resource | None = None
         self._provider: TracerProvider | None = None
         self._exporters: dict[str, tuple[BatchSpanProcessor, _CountingExporter]] = {}
         self._ends = _EndCounter()
@@ -136,7 +137,8 @@ class Telemetry:
         if not os.environ.get("OTEL_SERVICE_NAME"):
             attrs["service.name"] = service_name
         attrs.update(attributes or {})
-        self._provider = TracerProvider(resource=Resource.create(attrs))
+        self.resource = Resource.create(attrs)
+        self._provider = TracerProvider(resource=self.resource)
         self._provider.add_span_processor(self._ends)
         if trace_file is not None:
             self._add("file", OtlpJsonLinesExporter(trace_file))
