@@ -463,22 +463,28 @@ class Worker:
             if time.monotonic() >= next_sample:
                 next_sample += TIMELINE_S
                 self.timeline.append((time.time_ns(), *st.totals()))
+            woke = False
             with contextlib.suppress(Exception):
-                await self.control.wait_for_signal(self.args.run_id, min(0.25, s.heartbeat_interval))
+                woke = await self.control.wait_for_signal(self.args.run_id, min(0.25, s.heartbeat_interval))
             if self._parent_gone():
                 st.request_stop("lost orchestrator: its process is gone")
                 break
-            if time.monotonic() >= next_beat:
+            beat = time.monotonic() >= next_beat
+            if not (beat or woke):
+                continue
+            # One span a second for the routine beat and look at the control tables; a NOTIFY
+            # (a phase change, a STOP) gets its own control.poll span at once.
+            if beat:
                 next_beat += s.heartbeat_interval
-                with self.tracer.start_as_current_span("heartbeat", context=self.ctx,
-                                                       attributes={"worker.status": "RUNNING"}):
+            name = "heartbeat" if beat else "control.poll"
+            with self.tracer.start_as_current_span(name, context=self.ctx, attributes={"worker.status": "RUNNING"}) as span:
+                if beat:
                     with contextlib.suppress(Exception):
                         await self._beat()
-                with self.tracer.start_as_current_span("control.poll", context=self.ctx) as span:
-                    _, why = await self._poll_for_start(running=True)
-                    if why:
-                        span.set_attribute("poll.outcome", why)
-                        st.request_stop(why)
+                _, why = await self._poll_for_start(running=True)
+                if why:
+                    span.set_attribute("poll.outcome", why)
+                    st.request_stop(why)
 
     async def _poll_for_start(self, *, running: bool = False) -> tuple[bool, str | None]:
         """One look at RUN_STATUS and new events. Returns (started, reason to stop)."""
