@@ -487,7 +487,7 @@ def test_configs_agree(stack: Stack, check: Callable[[Stack], None]) -> None:
 
 
 def test_dashboard_and_docs_name_the_same_metrics() -> None:
-    doc = ROOT / "docs" / "tracing-backend.md"
+    doc = ROOT / "README.md"
     text = doc.read_text(encoding="utf-8")
     for metric in EXPECTED_METRICS:
         assert metric in text, f"{doc.name} does not document {metric}"
