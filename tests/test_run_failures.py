@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -55,17 +57,26 @@ def wait_running(dsn: str, run_id: str, deadline: float) -> dict[str, int]:
     raise AssertionError("workers never reached RUNNING")
 
 
-def test_worker_killed_marks_run_failed_and_keeps_results(pg_dsn: str, tmp_path: Path) -> None:
-    out = tmp_path / "runs"
-    proc = start_run(pg_dsn, out)
+@contextlib.contextmanager
+def running(dsn: str, out: Path) -> Iterator[tuple[subprocess.Popen[str], str, dict[str, int]]]:
+    """A 60 s run, once both workers are RUNNING: (orchestrator, run id, worker pids). Nothing outlives it."""
+    proc = start_run(dsn, out)
+    pids: dict[str, int] = {}
     try:
         run_id = run_id_of(out, time.monotonic() + 30)
-        pids = wait_running(pg_dsn, run_id, time.monotonic() + 60)
+        pids = wait_running(dsn, run_id, time.monotonic() + 60)
+        yield proc, run_id, pids
+    finally:
+        for p in [proc.pid, *pids.values()]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(p).kill()
+
+
+def test_worker_killed_marks_run_failed_and_keeps_results(pg_dsn: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    with running(pg_dsn, out) as (proc, run_id, pids):
         os.kill(pids["w1"], signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 1
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
@@ -87,22 +98,12 @@ def test_worker_killed_marks_run_failed_and_keeps_results(pg_dsn: str, tmp_path:
 
 def test_workers_stop_when_orchestrator_dies(pg_dsn: str, tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    proc = start_run(pg_dsn, out)
-    try:
-        run_id = run_id_of(out, time.monotonic() + 30)
-        pids = wait_running(pg_dsn, run_id, time.monotonic() + 60)
+    with running(pg_dsn, out) as (proc, run_id, pids):
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         killed_at = time.monotonic()
-        workers = [psutil.Process(p) for p in pids.values()]
-        gone, alive = psutil.wait_procs(workers, timeout=15)
+        gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids.values()], timeout=15)
         stopped_in = time.monotonic() - killed_at
-    finally:
-        for p in pids.values() if "pids" in locals() else []:
-            try:
-                psutil.Process(p).kill()
-            except psutil.NoSuchProcess:
-                pass
     assert not alive, f"workers still running {stopped_in:.1f}s after the orchestrator died"
     assert stopped_in < 10
     beats = asyncio.run(query(pg_dsn, "SELECT worker_id, status, last_error FROM spanbench.worker_heartbeats"
@@ -116,15 +117,9 @@ def test_workers_stop_when_orchestrator_dies(pg_dsn: str, tmp_path: Path) -> Non
 
 def test_interrupt_cancels_the_run_and_keeps_results(pg_dsn: str, tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    proc = start_run(pg_dsn, out)
-    try:
-        run_id = run_id_of(out, time.monotonic() + 30)
-        pids = wait_running(pg_dsn, run_id, time.monotonic() + 60)
+    with running(pg_dsn, out) as (proc, run_id, pids):
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "cancelled" in lines[0] and "Traceback" not in stderr, stderr

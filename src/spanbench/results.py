@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from spanbench.control.records import TestResult
+from spanbench.errors import ConfigError
 from spanbench.stats import decode, encode, merge, summarize
 
 
@@ -124,3 +127,17 @@ def run_timeline(rows: list[TestResult], step_s: float = 1.0) -> list[dict[str, 
         {"t_s": k * step_s, "qps": queries.get(k, 0.0) / step_s, "errors_per_s": errors.get(k, 0.0) / step_s}
         for k in range(0, last + 1)
     ]
+
+
+def read_results_file(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's results.json, or None when it has none; ConfigError when it is unreadable."""
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a results object")
+    return data

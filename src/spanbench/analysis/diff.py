@@ -23,6 +23,7 @@ from typing import Any
 from spanbench.analysis.load import load_trace
 from spanbench.analysis.model import Trace
 from spanbench.errors import ConfigError
+from spanbench.results import read_results_file
 from spanbench.units import format_duration
 
 JSON_VERSION = 1
@@ -253,16 +254,7 @@ def headlines(a: RunSide, b: RunSide) -> list[Headline]:
 
 
 def _read_results(path: Path) -> dict[str, Any] | None:
-    file = path / "results.json" if path.is_dir() else None
-    if file is None or not file.exists():
-        return None
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ConfigError(f"cannot read {file}: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file} is not a results object")
-    return data
+    return read_results_file(path) if path.is_dir() else None
 
 
 def load_side(source: str) -> RunSide:

@@ -37,6 +37,7 @@ from spanbench.analysis.analyze import Analysis, analyze
 from spanbench.analysis.gaps import Gap
 from spanbench.analysis.model import Span
 from spanbench.errors import ConfigError
+from spanbench.results import read_results_file
 from spanbench.report.waterfall import Row, _gap_groups, _group_line, build_rows, gap_line, path_line, startup_end_ns
 from spanbench.units import format_duration
 
@@ -638,19 +639,6 @@ def render_html(run_dir: Path, results: dict[str, Any] | None, analysis: Analysi
     )
 
 
-def _read_results(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "results.json"
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ConfigError(f"cannot read {path}: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a results object")
-    return data
-
-
 def write_html_report(run_dir: Path | str, *, analysis: Analysis | None = None, min_gap_s: float = 0.05) -> Path:
     """Write ``run_dir/report.html`` and return its path.
 
@@ -661,7 +649,7 @@ def write_html_report(run_dir: Path | str, *, analysis: Analysis | None = None, 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"not a run folder: {run_dir}")
-    results = _read_results(run_dir)
+    results = read_results_file(run_dir)
     note = None
     if analysis is None:
         if any(run_dir.glob("*.jsonl")):
