@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from spanbench.analysis.command import gaps_command
-from spanbench.analysis.synthetic import spanbench_run, to_otlp
+from support.synthetic import spanbench_run, to_otlp
 from spanbench.errors import ConfigError
 
 

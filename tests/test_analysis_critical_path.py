@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from spanbench.analysis.analyze import analyze
-from spanbench.analysis.synthetic import MS, T0_NS, TraceBuilder, spanbench_run
+from support.synthetic import MS, T0_NS, TraceBuilder, spanbench_run
 
 
 def _by_worker(analysis):

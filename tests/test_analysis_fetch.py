@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from spanbench.analysis.fetch import fetch_trace_jaeger, fetch_trace_tempo
-from spanbench.analysis.synthetic import TraceBuilder, spanbench_run, to_jaeger, to_otlp, to_tempo
+from support.synthetic import TraceBuilder, spanbench_run, to_jaeger, to_otlp, to_tempo
 from spanbench.errors import ConfigError
 
 TRACE = spanbench_run(stall_ms=500)

@@ -7,7 +7,7 @@ import random
 from spanbench.analysis.analyze import analyze
 from spanbench.analysis.gaps import all_gaps, self_times
 from spanbench.analysis.model import Trace
-from spanbench.analysis.synthetic import MS, T0_NS, TraceBuilder
+from support.synthetic import MS, T0_NS, TraceBuilder
 
 
 def _gaps_ms(analysis, span_name=None):

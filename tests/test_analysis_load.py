@@ -9,7 +9,7 @@ import pytest
 
 from spanbench.analysis.analyze import analyze
 from spanbench.analysis.load import load_trace
-from spanbench.analysis.synthetic import MS, T0_NS, TraceBuilder, spanbench_run, to_jaeger, to_otlp, to_tempo
+from support.synthetic import MS, T0_NS, TraceBuilder, spanbench_run, to_jaeger, to_otlp, to_tempo
 from spanbench.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "traces"

@@ -8,7 +8,7 @@ import time
 from rich.console import Console
 
 from spanbench.analysis.analyze import analyze
-from spanbench.analysis.synthetic import TraceBuilder, spanbench_run
+from support.synthetic import TraceBuilder, spanbench_run
 from spanbench.report.waterfall import build_rows, print_gaps, print_waterfall, startup_end_ns
 
 

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from spanbench.analysis.diff import NameStats, diff_command, diff_runs, diff_traces
-from spanbench.analysis.synthetic import TraceBuilder, spanbench_run, to_jaeger, to_otlp, to_tempo
+from support.synthetic import TraceBuilder, spanbench_run, to_jaeger, to_otlp, to_tempo
 from spanbench.errors import ConfigError
 
 MS = 1_000_000

@@ -20,7 +20,7 @@ import pytest
 from conftest import run_cli, spanbench_env
 from spanbench.analysis.analyze import analyze
 from spanbench.analysis.load import load_trace
-from spanbench.analysis.synthetic import spanbench_run, to_otlp
+from support.synthetic import spanbench_run, to_otlp
 from spanbench.errors import ConfigError
 from spanbench.report.html import write_html_report
 
