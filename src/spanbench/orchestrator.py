@@ -22,12 +22,13 @@ from opentelemetry.context import Context
 
 from spanbench.control import records as rec
 from spanbench.control.open import open_control_store
-from spanbench.control.records import RunStatus, TestResult
+from spanbench.control.records import Heartbeat, RunStatus, TestResult
 from spanbench.control.store import ControlStore
 from spanbench.dsn import dsn_system
 from spanbench.errors import RunFailed, SpanbenchError
 from spanbench.launcher import WorkerProcess, launch_worker, stop_workers
 from spanbench.load.state import COOLDOWN, MEASUREMENT, WARMUP
+from spanbench.report.progress import RunProgress
 from spanbench.results import merge_results
 from spanbench.settings import Settings
 from spanbench.targets.embedded import EmbeddedPostgres
@@ -75,6 +76,7 @@ class Orchestrator:
         self.reason: str | None = None
         self.start_unix_ns: int | None = None
         self.results: dict[str, Any] = {}
+        self.progress = RunProgress()
 
     async def run(self) -> RunOutcome:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,7 @@ class Orchestrator:
         except Exception as exc:
             await self._abort(rec.FAILED, f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
         finally:
+            self.progress.stop()
             run_span.set_attribute("spanbench.run.status", self.status)
             if self.reason:
                 run_span.set_status(trace.Status(trace.StatusCode.ERROR, self.reason))
@@ -244,11 +247,13 @@ class Orchestrator:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + _BEAT_S
                     await self.control.touch_run(self.run_id)
-                    await self._check_heartbeats()
+                    beats = await self._check_heartbeats()
+                    self.progress.update(phase, seconds - left, seconds, beats)
                 await asyncio.sleep(min(left, 0.1))
 
     async def orchestrator_stop(self) -> None:
         assert self.control is not None
+        self.progress.stop()
         with self.tracer.start_as_current_span("orchestrator.stop", context=self.ctx):
             await self.control.update_run(self.run_id, status=rec.STOPPING, end_time=datetime.now(timezone.utc))
             await self.control.append_event(self.run_id, rec.STOP, "RUN", {})
@@ -321,11 +326,13 @@ class Orchestrator:
                 detail = w.last_error_line()
                 raise RunFailed(f"worker {w.worker_id} exited with code {code}" + (f": {detail}" if detail else ""))
 
-    async def _check_heartbeats(self) -> None:
+    async def _check_heartbeats(self) -> list[Heartbeat]:
         assert self.control is not None
-        for b in await self.control.fetch_heartbeats(self.run_id):
+        beats = await self.control.fetch_heartbeats(self.run_id)
+        for b in beats:
             if b.status == "FAILED":
                 raise RunFailed(f"worker {b.worker_id} failed: {b.last_error or 'no reason given'}")
+        return beats
 
     async def _await_workers_done(self, timeout_s: float) -> None:
         """Until every worker has reported a final status (its results are persisted then) or,
