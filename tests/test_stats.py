@@ -75,3 +75,16 @@ def test_run_timeline_sums_workers_per_second() -> None:
     assert [round(p["qps"], 6) for p in tl] == [150.0, 100.0]
     assert [round(p["errors_per_s"], 6) for p in tl] == [1.0, 0.0]
     assert sum(p["qps"] for p in tl) == 100 * 2 + 50
+
+
+def test_run_timeline_stops_at_the_scheduled_end() -> None:
+    from spanbench.control.records import TestResult
+    from spanbench.results import run_timeline
+
+    s = 1_000_000_000
+    t0 = 1_700_000_000 * s
+    # 3 s of load, then a drain that trickles on for another 1.5 s
+    row = TestResult(run_id="r", worker_id="w0", scope="WORKER", status="COMPLETED",
+                     details={"start_unix_ns": t0, "timeline": [(t0, 0, 0), (t0 + 3 * s, 300, 0), (t0 + 9 * s // 2, 303, 0)]})
+    assert len(run_timeline([row])) == 5
+    assert [p["qps"] for p in run_timeline([row], window_s=3.0)] == [100.0, 100.0, 100.0]

@@ -263,7 +263,7 @@ class Orchestrator:
         assert self.control is not None
         with self.tracer.start_as_current_span("orchestrator.collect_results", context=self.ctx) as span:
             rows = [r for r in await self.control.fetch_test_results(self.run_id) if r.scope == "WORKER"]
-            self.results = merge_results(rows, self.s.workers)
+            self.results = merge_results(rows, self.s.workers, window_s=self.s.warmup + self.s.duration + self.s.cooldown)
             span.set_attribute("spanbench.results.workers", len(rows))
             m = self.results["measurement"]
             await self.control.insert_test_result(
@@ -317,7 +317,7 @@ class Orchestrator:
             if not self.results:
                 with contextlib.suppress(Exception):
                     rows = [r for r in await self.control.fetch_test_results(self.run_id) if r.scope == "WORKER"]
-                    self.results = merge_results(rows, self.s.workers)
+                    self.results = merge_results(rows, self.s.workers, window_s=self.s.warmup + self.s.duration + self.s.cooldown)
 
     def _check_workers_alive(self, running: bool = False) -> None:
         for w in self.workers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from spanbench.errors import ConfigError
 from spanbench.stats import decode, encode, merge, summarize
 
 
-def merge_results(rows: list[TestResult], workers_expected: int) -> dict[str, Any]:
+def merge_results(rows: list[TestResult], workers_expected: int, window_s: float | None = None) -> dict[str, Any]:
     """Merge per-worker TEST_RESULTS rows into the run's figures (what results.json holds)."""
     by_phase: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
@@ -66,7 +67,7 @@ def merge_results(rows: list[TestResult], workers_expected: int) -> dict[str, An
         for r in rows
     ]
     return {
-        "timeline": run_timeline(rows),
+        "timeline": run_timeline(rows, window_s=window_s),
         "measurement": {
             "seconds": seconds,
             "queries": queries,
@@ -95,8 +96,11 @@ def _start_to_first_ms(row: TestResult) -> float | None:
     return (int(first) - int(start)) / 1e6
 
 
-def run_timeline(rows: list[TestResult], step_s: float = 1.0) -> list[dict[str, float]]:
+def run_timeline(rows: list[TestResult], step_s: float = 1.0, window_s: float | None = None) -> list[dict[str, float]]:
     """Throughput over time, summed across workers, in ``step_s`` buckets from the START.
+
+    Buckets that begin after ``window_s`` (the scheduled end of the load) are left out:
+    they hold only the drain, whose few queries would read as a collapse of throughput.
 
     Each worker samples its cumulative counts every half second; a worker's rate between
     two samples is spread evenly over that interval, so buckets need no alignment.
@@ -123,6 +127,8 @@ def run_timeline(rows: list[TestResult], step_s: float = 1.0) -> list[dict[str, 
                 errors[k] += (eb - ea) * share
                 t = edge
     last = max(queries, default=-1)
+    if window_s is not None:
+        last = min(last, math.ceil(window_s / step_s) - 1)
     return [
         {"t_s": k * step_s, "qps": queries.get(k, 0.0) / step_s, "errors_per_s": errors.get(k, 0.0) / step_s}
         for k in range(0, last + 1)
