@@ -163,6 +163,8 @@ class Worker:
         keys = await self.executor_setup()
         await self.heartbeat("READY")
         if not await self.wait_for_start():
+            # Never started (stopped, orphaned or timed out first): say so, so that nobody waits on us.
+            await self.heartbeat("ABANDONED")
             return 3
         # Bookkeeping that must not delay the first query runs beside it, on the
         # control connection (the seed measured 100–200 ms each for these).
