@@ -62,6 +62,11 @@ def test_bad_numbers(cli, flag: str, value: str, field: str) -> None:
     assert_one_line_error(res, code=2, must_contain=field.split("_")[0])
 
 
+def test_fewer_connections_than_workers(cli) -> None:
+    res = cli("run", "--workers", "3", "--connections", "2")
+    assert_one_line_error(res, code=2, must_contain="at least workers")
+
+
 def test_not_an_integer(cli) -> None:
     res = cli("run", "--connections", "many")
     assert_one_line_error(res, code=2, must_contain="--connections")

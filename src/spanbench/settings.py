@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spanbench.errors import ConfigError
@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     def _durations(cls, v: Any) -> Any:
         return parse_duration(v) if isinstance(v, str) else v
 
+    @model_validator(mode="after")
+    def _every_worker_has_a_connection(self) -> "Settings":
+        if self.connections < self.workers:
+            raise ValueError(f"connections ({self.connections}) must be at least workers ({self.workers}): "
+                             "every worker needs one")
+        return self
+
     @property
     def tracing_enabled(self) -> bool:
         return self.target_dsn is None if self.tracing is None else self.tracing
@@ -120,7 +127,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "settings"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
         value = err.get("input")
