@@ -40,6 +40,7 @@ def test_tracing_off_writes_no_trace(pg_dsn: str, tmp_path: Path) -> None:
     assert not list(run_dir.glob("*.jsonl"))
     results = json.loads((run_dir / "results.json").read_text())
     assert results["measurement"]["queries"] > 0 and results["gaps"] is None
+    assert "SPANBENCH_TRACING=1" in res.stdout  # the user is told how to get the trace
 
 
 def test_otel_sdk_disabled_wins(pg_dsn: str, tmp_path: Path) -> None:

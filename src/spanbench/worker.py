@@ -36,7 +36,7 @@ from spanbench.stats import encode, summarize
 from spanbench.targets.base import QueryFn, Target, TargetConnection
 from spanbench.targets.open import open_target
 from spanbench.telemetry.context import context_from_traceparent
-from spanbench.telemetry.metrics import MetricsPump, metrics_endpoint_set, otlp_metric_exporter
+from spanbench.telemetry.endpoints import metrics_endpoint_set
 from spanbench.telemetry.provider import Telemetry
 from spanbench.workload import demo
 from spanbench.workload.mix import build_mix, build_keys
@@ -94,7 +94,9 @@ class Worker:
         # (unix ns, queries so far, errors so far) every TIMELINE_S: throughput over time
         self.timeline: list[tuple[int, int, int]] = []
         self._bookkeeping: asyncio.Task[None] | None = None
-        self.metrics: MetricsPump | None = None
+        self.metrics: Any = None  # a telemetry.metrics.MetricsPump when metrics are exported
+        self._metrics_module: Any = None  # imported only when needed: ~70 ms of start-up
+        self._metrics_exporter: Any = None
 
     # ------------------------------------------------------------------ the life
 
@@ -161,6 +163,7 @@ class Worker:
             await self.target_warehouse_resume()
         await self.pool_init()
         keys = await self.executor_setup()
+        await self.telemetry_metrics_init()
         await self.heartbeat("READY")
         if not await self.wait_for_start():
             # Never started (stopped, orphaned or timed out first): say so, so that nobody waits on us.
@@ -563,15 +566,25 @@ class Worker:
         span = self.tracer.start_span(name, context=self.ctx, start_time=start_ns, attributes=attrs)
         span.end(end_time=max(start_ns, end_ns))
 
-    def _metrics_pump(self, queries: list[Any]) -> MetricsPump | None:
-        """OTLP metrics beside the traces, when tracing is on and an endpoint is set."""
+    async def telemetry_metrics_init(self) -> None:
+        """Load the metrics SDK and open its exporter before READY, off the path to the first query."""
         if not (self.telemetry.enabled and metrics_endpoint_set()) or self.telemetry.resource is None:
+            return
+        with self.tracer.start_as_current_span("telemetry.metrics_init", context=self.ctx):
+            from spanbench.telemetry import metrics
+
+            self._metrics_module = metrics
+            self._metrics_exporter = metrics.otlp_metric_exporter()
+
+    def _metrics_pump(self, queries: list[Any]) -> Any:
+        """OTLP metrics beside the traces, when tracing is on and an endpoint is set."""
+        if self._metrics_exporter is None:
             return None
-        assert self.state is not None and self.spans is not None
+        assert self.state is not None and self.spans is not None and self.telemetry.resource is not None
         spans = self.spans
         interval_ms = float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "") or 5000)
-        return MetricsPump(
-            otlp_metric_exporter(), self.telemetry.resource, self.state, [q.kind for q in queries],
+        return self._metrics_module.MetricsPump(
+            self._metrics_exporter, self.telemetry.resource, self.state, [q.kind for q in queries],
             attributes={"run_id": self.args.run_id, "worker_id": self.worker_id},
             exemplars=lambda: list(spans.recent), interval_s=max(0.5, interval_ms / 1000),
         )

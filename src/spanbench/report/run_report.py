@@ -40,6 +40,9 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
 
         print_waterfall(analysis, console)
         print_gaps(analysis, console)
+    elif not settings.tracing_enabled:
+        console.print("tracing was off (the default against a DSN): SPANBENCH_TRACING=1 adds the trace, "
+                      "the start-up waterfall and the gaps report")
     print_span_stats(spans, console)
     console.print(f"run folder: {outcome.run_dir}")
     from spanbench.report.html import report_after_run

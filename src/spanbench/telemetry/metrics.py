@@ -44,11 +44,6 @@ PHASE_NUMBER = {INIT: 0, WARMUP: 1, MEASUREMENT: 2, COOLDOWN: 3}
 _EXPORT_TIMEOUT_S = 5.0
 
 
-def metrics_endpoint_set() -> bool:
-    env = os.environ
-    return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))
-
-
 def otlp_metric_exporter() -> MetricExporter:
     env = os.environ
     protocol = (env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
