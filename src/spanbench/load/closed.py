@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
 from spanbench.load.state import LoadState
 from spanbench.stats import HIGHEST_NS
@@ -23,14 +22,14 @@ class ClosedLoop:
         self,
         state: LoadState,
         *,
-        mix: Sequence[int],
-        keys: Sequence[int],
+        mix: list[int],
+        keys: list[int],
         spans: QuerySpans,
         max_consecutive_errors: int,
     ) -> None:
         self.state = state
-        self.mix = list(mix)
-        self.keys = list(keys)
+        self.mix = mix
+        self.keys = keys
         self.spans = spans
         self.max_consecutive_errors = max_consecutive_errors
         self.first_query_done = asyncio.Event()
