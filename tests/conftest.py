@@ -56,6 +56,16 @@ def pg_dsn() -> Iterator[str]:
     async def fill() -> None:
         target = await PostgresTarget.open(dsn, Settings())
         await target.init_demo_table(DEMO_ROWS)
+        # The tests check structure and ordering, not durability: without a WAL flush per
+        # commit, a slow CI disk cannot stall every update of a sub-second run.
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
 
     asyncio.run(fill())
     yield dsn

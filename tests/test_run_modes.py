@@ -13,7 +13,7 @@ def test_embedded_default_run(tmp_path: Path) -> None:
     """No DSN: an embedded server is started, the demo table made, the run traced, the server stopped."""
     data = server_data_dir()
     try:
-        res = run_cli(["run", "--workers", "2", "--connections", "4", "--warmup", "0.2s", "--duration", "0.5s"],
+        res = run_cli(["run", "--workers", "2", "--connections", "4", "--warmup", "0.2s", "--duration", "1s"],
                       output=tmp_path, env=spanbench_env(SPANBENCH_EMBEDDED_DIR=str(data), SPANBENCH_ROWS="5000"))
         assert res.returncode == 0, res.stderr
         run_dir = res.run_dir()
