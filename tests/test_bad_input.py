@@ -29,7 +29,7 @@ def password_dsn(password_role: tuple[str, str, str]) -> str:
 
 def test_unreachable_dsn(cli) -> None:
     res = cli("run", "--target-dsn", "postgresql://bench:hunter2@127.0.0.1:1/db", "--duration", "1")
-    line = assert_one_line_error(res, code=1, must_contain="connection refused")
+    assert_one_line_error(res, code=1, must_contain="connection refused")
     assert "hunter2" not in res.stderr + res.stdout
 
 

@@ -166,7 +166,7 @@ def test_run_percentiles_are_an_exact_merge(default_run, pg_dsn: str) -> None:
     async def rows() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(pg_dsn)
         try:
-            return await conn.fetch("SELECT worker_id, scope, queries, histograms, latency FROM spanbench.test_results"
+            return await conn.fetch("SELECT worker_id, scope, status, queries, histograms, latency FROM spanbench.test_results"
                                     " WHERE run_id = $1", run_dir.name)
         finally:
             await conn.close()
@@ -175,6 +175,7 @@ def test_run_percentiles_are_an_exact_merge(default_run, pg_dsn: str) -> None:
     workers = [r for r in got if r["scope"] == "WORKER"]
     run_row = [r for r in got if r["scope"] == "RUN"]
     assert len(workers) == 2 and len(run_row) == 1
+    assert {r["status"] for r in got} == {"COMPLETED"}
     per_worker = [decode(json.loads(r["histograms"])["MEASUREMENT"]["point_select"]) for r in workers]
     merged = merge(per_worker)
     reported = results["measurement"]["latency"]["point_select"]

@@ -262,27 +262,31 @@ class Orchestrator:
     async def orchestrator_collect_results(self) -> None:
         assert self.control is not None
         with self.tracer.start_as_current_span("orchestrator.collect_results", context=self.ctx) as span:
-            rows = [r for r in await self.control.fetch_test_results(self.run_id) if r.scope == "WORKER"]
-            self.results = merge_results(rows, self.s.workers, window_s=self.s.warmup + self.s.duration + self.s.cooldown)
+            rows = await self._merge_worker_results()
             span.set_attribute("spanbench.results.workers", len(rows))
+            missing = self.s.workers - len(rows)
+            failed = [w for w in self.results["workers"] if w["status"] != "COMPLETED"]
             m = self.results["measurement"]
             await self.control.insert_test_result(
-                TestResult(run_id=self.run_id, worker_id="run", scope="RUN", status=self.status_for_results(),
+                TestResult(run_id=self.run_id, worker_id="run", scope="RUN",
+                           status=rec.FAILED if missing > 0 or failed else rec.COMPLETED,
                            started_at=datetime.fromtimestamp((self.start_unix_ns or time.time_ns()) / 1e9, timezone.utc),
                            ended_at=datetime.now(timezone.utc), queries=m["queries"], errors=m["errors"], qps=m["qps"],
                            measurement_seconds=m["seconds"], latency=m["latency"], histograms=self.results["histograms"],
                            details={"workers": self.results["workers"]})
             )
-            missing = self.s.workers - len(rows)
-            failed = [w for w in self.results["workers"] if w["status"] != "COMPLETED"]
             if missing > 0:
                 raise RunFailed(f"{missing} of {self.s.workers} workers persisted no results")
             if failed:
                 raise RunFailed(f"worker {failed[0]['worker_id']} {failed[0]['status'].lower()}: {failed[0].get('error') or ''}")
             await self.control.update_run(self.run_id, status=rec.COMPLETED)
 
-    def status_for_results(self) -> str:
-        return rec.COMPLETED if self.reason is None else self.status
+    async def _merge_worker_results(self) -> list[TestResult]:
+        """The workers' TEST_RESULTS rows, merged into ``self.results``; returns the rows."""
+        assert self.control is not None
+        rows = [r for r in await self.control.fetch_test_results(self.run_id) if r.scope == "WORKER"]
+        self.results = merge_results(rows, self.s.workers, window_s=self.s.warmup + self.s.duration + self.s.cooldown)
+        return rows
 
     async def server_timings(self) -> None:
         """Snowflake's own timings for the sampled queries, in a second trace file (post-run, opt-in).
@@ -316,8 +320,7 @@ class Orchestrator:
                 await self._await_workers_done(self.s.drain_timeout + 10.0)
             if not self.results:
                 with contextlib.suppress(Exception):
-                    rows = [r for r in await self.control.fetch_test_results(self.run_id) if r.scope == "WORKER"]
-                    self.results = merge_results(rows, self.s.workers, window_s=self.s.warmup + self.s.duration + self.s.cooldown)
+                    await self._merge_worker_results()
 
     def _check_workers_alive(self, running: bool = False) -> None:
         for w in self.workers:

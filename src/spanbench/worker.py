@@ -89,7 +89,6 @@ class Worker:
         self.last_seq = 0
         self.start_payload: dict[str, Any] = {}
         self.started_at: datetime | None = None
-        self.first_query_ns: int | None = None
         self._lost_control_since: float | None = None
         # (unix ns, queries so far, errors so far) every TIMELINE_S: throughput over time
         self.timeline: list[tuple[int, int, int]] = []

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from spanbench.load.query_spans import QuerySpans
 from spanbench.load.state import LoadState
 from spanbench.stats import HIGHEST_NS
-from spanbench.load.query_spans import QuerySpans
 from spanbench.targets.base import QueryFn, TargetConnection
 
 
@@ -32,7 +32,6 @@ class ClosedLoop:
         self.keys = keys
         self.spans = spans
         self.max_consecutive_errors = max_consecutive_errors
-        self.first_query_done = asyncio.Event()
 
     async def run_connection(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
         st = self.state
@@ -63,8 +62,6 @@ class ClosedLoop:
             st.errors[kind] += 1
             st.last_error = _describe(error)
         self.spans.emit(kind, index, t0, t1, reason="first", first=index == 0, conn=conn, error=error)
-        if index == 0:
-            self.first_query_done.set()
 
     async def _loop(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
         st = self.state

@@ -39,7 +39,6 @@ class QuerySpans:
         self.slow_ns = int(slow_s * 1e9)
         self.left = cap if enabled else 0
         self.skipped = 0  # samples past the cap: counted, so the report can say so
-        self.first_query_span: trace.Span | None = None
         self.first_query_wall_ns: int | None = None
         # perf_counter_ns -> Unix ns, fixed once so span times agree with each other.
         self._offset = time.time_ns() - time.perf_counter_ns()
@@ -98,8 +97,6 @@ class QuerySpans:
             span.set_attribute("error.type", type(error).__name__)
             span.set_status(Status(StatusCode.ERROR, " ".join(str(error).split())[:200]))
         span.end(end_time=t1 + self._offset)
-        if first:
-            self.first_query_span = span
         if error is None:
             ctx = span.get_span_context()
             self.recent.append((kind, (t1 - t0) / 1e9, ctx.span_id, ctx.trace_id, t1 + self._offset))

@@ -20,7 +20,7 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
     """Write results.json, print the report; return the exit code (0, or 1 for a failed run)."""
     console = console or Console(highlight=False)
     spans = _all_span_stats(outcome)
-    analysis = _analyze(outcome.run_dir, settings) if settings.tracing_enabled and spans.ended else None
+    analysis = _analyze(outcome.run_dir) if settings.tracing_enabled and spans.ended else None
     results = {
         "run_id": outcome.run_id,
         "status": outcome.status,
@@ -110,7 +110,7 @@ def _all_span_stats(outcome: RunOutcome) -> SpanStats:
     return total
 
 
-def _analyze(run_dir: Path, settings: Settings) -> Any:
+def _analyze(run_dir: Path) -> Any:
     from spanbench.analysis.analyze import analyze
     from spanbench.analysis.load import load_trace
 

