@@ -54,8 +54,11 @@ def pg_dsn() -> Iterator[str]:
     dsn = server.start()
 
     async def fill() -> None:
+        from spanbench.workload.demo import init_demo_table
+
         target = await PostgresTarget.open(dsn, Settings())
-        await target.init_demo_table(DEMO_ROWS)
+        await init_demo_table(target, DEMO_ROWS)
+        await target.close()
         # The tests check structure and ordering, not durability: without a WAL flush per
         # commit, a slow CI disk cannot stall every update of a sub-second run.
         import asyncpg

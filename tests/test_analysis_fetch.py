@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,6 +97,73 @@ def test_tempo_query_picks_most_recent(server):
     search = urllib.parse.urlsplit(server.requests[0])
     assert search.path == "/api/search"
     assert urllib.parse.parse_qs(search.query)["q"] == ['{ name = "run" }']
+
+
+# Recipes in the forms README gives (quoted spanbench.* names, &&, >>, structural ops) and
+# one with every character a URL could mangle: + (a space to some servers), &, =, #, %, \".
+QUOTED_RECIPES = [
+    '{ name = "run" && span."spanbench.run_id" = "20261201-230351-4113d8" }',
+    '{ resource."spanbench.run_id" = "r1" } >> { name = "pool.batch" && duration > 1s }',
+    '{ name = "worker" } > { name = "wait_for_start" && duration > 2s }',
+    '{ ."spanbench.run_id" = "a+b c&d=e#f%20" || span."spanbench.x\\"y" =~ "q.*" } | select(span."spanbench.query_kind")',
+]
+
+
+@pytest.mark.parametrize("query", QUOTED_RECIPES)
+def test_tempo_query_arrives_byte_for_byte(server, query):
+    server.routes["/api/search"] = (200, {"traces": [{"traceID": TID, "startTimeUnixNano": "1"}]})
+    server.routes[f"/api/traces/{TID}"] = (200, to_tempo(TRACE.spans))
+    fetch_trace_tempo(server.url, query=query)
+    path, _, raw = server.requests[0].partition("?")
+    assert path == "/api/search"
+    q, limit, _start, _end = raw.split("&")
+    assert limit == "limit=100" and q.startswith("q=")
+    encoded = q[2:]
+    # every character that a URL or a query string reads specially is percent-encoded ...
+    assert not set(encoded) & set(' "&=+#{}|<>\\'), encoded
+    # ... so both ways of decoding give the query back: Go's (Tempo: "+" is a space) and RFC 3986's
+    assert urllib.parse.unquote(encoded) == query
+    assert urllib.parse.parse_qs(raw)["q"] == [query]
+
+
+def test_tempo_query_exact_request(server):
+    server.routes["/api/search"] = (200, {"traces": [{"traceID": TID, "startTimeUnixNano": "1"}]})
+    server.routes[f"/api/traces/{TID}"] = (200, to_tempo(TRACE.spans))
+    before = int(time.time())
+    fetch_trace_tempo(server.url, query='{ name = "run" && ."spanbench.run_id" = "r1" } >> { }')
+    after = int(time.time())
+    search, _, window = server.requests[0].partition("&limit=100&")
+    assert search == (
+        "/api/search?q=%7B%20name%20%3D%20%22run%22%20%26%26%20.%22spanbench.run_id%22%20%3D%20%22r1%22%20%7D"
+        "%20%3E%3E%20%7B%20%7D"
+    )
+    # a time range, so Tempo searches its blocks and not only its ingesters' recent traces,
+    # and no longer than the query frontend's default search.max_duration (168 h)
+    params = dict(p.split("=") for p in window.split("&"))
+    assert list(params) == ["start", "end"]
+    start, end = int(params["start"]), int(params["end"])
+    assert end - start == 168 * 3600
+    assert before <= end - 60 <= after
+
+
+@pytest.mark.parametrize("query", [
+    '{ name = "first_query" } | quantile_over_time(span."spanbench.start_to_first_query_ms", 0.5, 0.99)',
+    '{ name = "run" } > { } | quantile_over_time(duration, 0.99) by (name)',
+    '{ status = error } |rate()',
+])
+def test_tempo_metrics_query_is_refused_before_asking(server, query):
+    with pytest.raises(ConfigError, match="TraceQL metrics query") as err:
+        fetch_trace_tempo(server.url, query=query)
+    assert "\n" not in str(err.value)
+    assert server.requests == []
+
+
+def test_tempo_pipe_inside_a_string_is_a_search(server):
+    server.routes["/api/search"] = (200, {"traces": [{"traceID": TID, "startTimeUnixNano": "1"}]})
+    server.routes[f"/api/traces/{TID}"] = (200, to_tempo(TRACE.spans))
+    query = '{ span."db.query.text" = "select 1 | rate(" } | select(span."spanbench.query_kind")'
+    fetch_trace_tempo(server.url, query=query)
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(server.requests[0]).query)["q"] == [query]
 
 
 def test_tempo_query_without_match(server):

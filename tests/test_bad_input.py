@@ -108,3 +108,14 @@ def test_gaps_not_a_trace(cli, tmp_path: Path) -> None:
 def test_worker_without_control_dsn(cli) -> None:
     res = cli("worker", "--run-id", "x", output=False)
     assert_one_line_error(res, code=2, must_contain="control-dsn")
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--duration", "1m30"), ("--warmup", "30s1m"), ("--duration", "10 sec")])
+def test_bad_duration_names_the_value_and_the_forms(cli, flag: str, value: str) -> None:
+    line = assert_one_line_error(cli("run", flag, value), code=2, must_contain=flag.lstrip("-"))
+    assert repr(value) in line and "1m30s" in line
+
+
+def test_bad_otlp_protocol(cli) -> None:
+    res = cli("run", env=spanbench_env(OTEL_EXPORTER_OTLP_PROTOCOL="http/json"))
+    assert_one_line_error(res, code=2, must_contain="OTEL_EXPORTER_OTLP_PROTOCOL='http/json'")

@@ -109,7 +109,8 @@ def test_workers_stop_when_orchestrator_dies(pg_dsn: str, tmp_path: Path) -> Non
     beats = asyncio.run(query(pg_dsn, "SELECT worker_id, status, last_error FROM spanbench.worker_heartbeats"
                                       " WHERE run_id = $1", run_id))
     assert {b["status"] for b in beats} == {"ABANDONED"}
-    rows = asyncio.run(query(pg_dsn, "SELECT worker_id, queries, details FROM spanbench.test_results WHERE run_id = $1", run_id))
+    rows = asyncio.run(query(pg_dsn, "SELECT worker_id, queries, details FROM spanbench.test_results WHERE run_id = $1"
+                                     " AND scope = 'WORKER'", run_id))
     assert len(rows) == 2
     for r in rows:
         assert json.loads(r["details"])["stop_reason"].startswith("lost orchestrator")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,70 @@ def test_dsn_systems_and_redaction() -> None:
     with pytest.raises(ConfigError):
         dsn_system("mysql://x")
     assert redact_dsn("postgresql://u:p@h:5/d") == "postgresql://u:***@h:5/d"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("1m30s", 90.0), ("1h2m3.5s", 3723.5), ("500ms", 0.5), ("2s", 2.0), ("1.5m", 90.0), ("1h30m", 5400.0),
+    ("2m 15s", 135.0), ("1s500ms", 1.5), ("10min", 600.0),
+])
+def test_compound_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["1m30", "30s1m", "1s2s", "soon", "1x", "", "m", "1..5s", "--1s"])
+def test_bad_durations_name_the_value_and_the_forms(text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_duration(text)
+    msg = str(err.value)
+    assert "\n" not in msg and repr(text) in msg and "1m30s" in msg and "ms" in msg
+
+
+def test_a_bad_duration_setting_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"warmup: not a duration: '1m30'"):
+        build_settings(None, warmup="1m30")
+    monkeypatch.setenv("SPANBENCH_DRAIN_TIMEOUT", "5 seconds")
+    with pytest.raises(ConfigError, match="drain_timeout"):
+        build_settings(None)
+    monkeypatch.setenv("SPANBENCH_DRAIN_TIMEOUT", "1m30s")
+    assert build_settings(None, duration="1m").drain_timeout == 90.0
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grcp"),
+    ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "HTTP/PROTOBUF"),
+])
+def test_unsupported_otlp_protocol_is_refused_with_the_settings(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        build_settings(None)
+    assert var in str(err.value) and "grpc or http/protobuf" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["grpc", "http/protobuf", " grpc ", ""])
+def test_supported_otlp_protocols(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", value)
+    build_settings(None)
+
+
+def test_unknown_variable_warning_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from spanbench import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_warned", set())
+    for var in [v for v in os.environ if v.upper().startswith("SPANBENCH_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("SPANBENCH_WOKRERS", "3")
+    monkeypatch.setenv("SPANBENCH_DEBUG", "1")
+    build_settings(None)
+    build_settings(None)
+    err = capsys.readouterr().err
+    assert err == "spanbench: warning: SPANBENCH_WOKRERS is not a setting (did you mean SPANBENCH_WORKERS?)\n"
+
+
+def test_snowflake_dsn_needs_its_connector(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spanbench import dsn
+
+    assert dsn.check_dsn("snowflake://u@a/d/s") == "snowflake"  # the test extra installs the connector
+    monkeypatch.setattr(dsn, "_module_found", lambda name: False)
+    with pytest.raises(ConfigError, match=r"pip install 'spanbench\[snowflake\]'"):
+        dsn.check_dsn("snowflake://u:pw@a/d/s")
+    assert dsn.check_dsn("postgresql://h/db") == "postgresql"  # PostgreSQL needs nothing more

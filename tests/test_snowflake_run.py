@@ -29,7 +29,9 @@ def sf_dsn(fakesnow: FakesnowServer) -> str:
 
     async def init() -> None:
         target = await open_target(dsn, Settings())
-        await target.init_demo_table(ROWS)
+        from spanbench.workload.demo import init_demo_table
+
+        await init_demo_table(target, ROWS)
         await target.close()
 
     asyncio.run(init())

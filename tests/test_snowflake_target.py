@@ -14,6 +14,7 @@ from spanbench.settings import Settings
 from spanbench.targets.open import open_target
 from spanbench.targets.snowflake import SnowflakeTarget, build_query_tag
 from spanbench.workload import demo
+from spanbench.workload.setup import column_range
 
 SETTINGS = Settings(connect_timeout=5, statement_timeout=30)
 TAG = {"run": "run-1", "worker": "w0", "phase": "INIT", "trace": "0af7651916cd43dd8448eb211c80319c"}
@@ -25,9 +26,9 @@ def demo_dsn(fakesnow: FakesnowServer) -> str:
 
     async def init() -> None:
         target = await open_target(dsn, SETTINGS)
-        assert not await target.demo_table_exists()
-        await target.init_demo_table(5_000)
-        assert await target.demo_table_exists()
+        assert await demo.demo_table_rows(target) is None
+        await demo.init_demo_table(target, 5_000)
+        assert await demo.demo_table_rows(target) == 5_000
         await target.close()
 
     asyncio.run(init())
@@ -48,16 +49,15 @@ def test_connect_prepare_query(demo_dsn: str) -> None:
         conn = await target.connect(phase="INIT", tag=TAG)
         assert target.emulator is True
         select, update = await conn.prepare(demo.demo_queries("snowflake", with_updates=True))
-        assert await select(42) == [(0,)]
+        assert await select((42,)) == [(0,)]
         qid_select = conn.last_query_id()
-        assert await update(42) == 1
+        assert await update((42,)) == 1
         qid_update = conn.last_query_id()
-        assert await select(42) == [(1,)]
+        assert await select((42,)) == [(1,)]
         assert qid_select and qid_update and qid_select != qid_update
         assert re.fullmatch(r"[0-9a-f-]{36}", qid_select)
-        assert await select(10**9) == []  # a key that is not there
-        profile = await target.profile_table(conn, demo.TABLE, demo.KEY)
-        assert (profile.min_key, profile.max_key, profile.rows) == (1, 5_000, 5_000)
+        assert await select((10**9,)) == []  # a key that is not there
+        assert await column_range(conn, f"{demo.TABLE}.{demo.KEY}") == (1, 5_000)
         await conn.close()
         await target.close()
 
@@ -100,7 +100,7 @@ def test_set_phase_sends_query_tag_per_phase(fakesnow: FakesnowServer, demo_dsn:
             assert conn.query_tag == build_query_tag(tag, phase)
             assert conn.query_tag_applied is False  # fakesnow refused it (Snowflake applies it)
         (select,) = await conn.prepare(demo.demo_queries("snowflake", with_updates=False))
-        assert len(await select(1)) == 1  # the session still works after the refusal
+        assert len(await select((1,))) == 1  # the session still works after the refusal
         await conn.close()
         await target.close()
 
@@ -150,15 +150,13 @@ def test_batched_connects_are_concurrent(demo_dsn: str) -> None:
 def test_demo_table_and_profile(fakesnow: FakesnowServer) -> None:
     async def main() -> None:
         target = await open_target(fakesnow.dsn(unique_name("INIT")), SETTINGS)
-        assert await target.demo_table_exists() is False
-        await target.init_demo_table(1_234)
-        assert await target.demo_table_exists() is True
+        assert await demo.demo_table_rows(target) is None
+        await demo.init_demo_table(target, 1_234)
+        assert await demo.demo_table_rows(target) == 1_234
         conn = await target.connect(phase="INIT", tag=TAG)
-        p = await target.profile_table(conn, demo.TABLE, demo.KEY)
-        assert (p.table, p.min_key, p.max_key, p.rows) == (demo.TABLE, 1, 1_234, 1_234)
-        await target.init_demo_table(10)  # drop and refill
-        p = await target.profile_table(conn, demo.TABLE, demo.KEY)
-        assert (p.max_key, p.rows) == (10, 10)
+        assert await column_range(conn, f"{demo.TABLE}.{demo.KEY}") == (1, 1_234)
+        await demo.init_demo_table(target, 10)  # drop and refill
+        assert await column_range(conn, f"{demo.TABLE}.{demo.KEY}") == (1, 10)
         await target.resume_warehouse()  # fakesnow: skipped, no error
         await conn.close()
         await target.close()

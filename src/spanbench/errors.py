@@ -24,3 +24,15 @@ class RunFailed(SpanbenchError):
 
 class RunCancelled(SpanbenchError):
     """The user stopped the run (Ctrl-C, SIGTERM); it is marked CANCELLED, its results kept."""
+
+
+class RunCompletedWithErrors(SpanbenchError):
+    """The run finished its schedule, but with errors, stalls, cut queries or a lost worker (exit 4)."""
+
+
+class TargetGone(SpanbenchError):
+    """The target went away mid-run and did not come back within ``reconnect_timeout``."""
+
+
+class DuplicateRun(ConfigError):
+    """A run id that exists already: refused before anything of the other run is touched."""

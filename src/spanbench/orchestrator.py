@@ -20,24 +20,26 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from spanbench.aio import sleep_until_ns
 from spanbench.control import records as rec
 from spanbench.control.open import open_control_store
 from spanbench.control.records import Heartbeat, RunStatus, TestResult
 from spanbench.control.store import ControlStore
-from spanbench.dsn import dsn_system
-from spanbench.errors import RunFailed, SpanbenchError
-from spanbench.launcher import WorkerProcess, launch_worker, stop_workers
+from spanbench.dsn import dsn_system, where_of
+from spanbench.errors import DuplicateRun, RunFailed, SpanbenchError
+from spanbench.launcher import WorkerProcess, can_fork, fork_workers, launch_worker, preload, stop_workers
 from spanbench.load.state import COOLDOWN, MEASUREMENT, WARMUP
 from spanbench.report.progress import RunProgress
-from spanbench.results import merge_results
+from spanbench.results import find_stalls, merge_results, pick_worker_rows, read_local_rows
 from spanbench.settings import Settings
-from spanbench.targets.embedded import EmbeddedPostgres
+from spanbench.targets.embedded import EarlyStart, EmbeddedPostgres
 from spanbench.targets.open import open_target
 from spanbench.telemetry.context import traceparent_of
+from spanbench.telemetry.process_start import ProcessStart
 from spanbench.telemetry.provider import SpanStats, Telemetry
 
 _READY_POLL_S = 0.02
-_FINAL = frozenset({"COMPLETED", "FAILED", "ABANDONED"})
+_FINAL = rec.WORKER_FINAL
 _FLUSH_S = 5.0
 _BEAT_S = 0.5
 
@@ -57,11 +59,12 @@ class RunOutcome:
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings, *, process_start_ns: int, main_ns: int) -> None:
+    def __init__(self, settings: Settings, *, start: ProcessStart, main_ns: int) -> None:
         self.s = settings
         self.run_id = settings.run_id or new_run_id()
         self.run_dir = (settings.output / self.run_id).resolve()
-        self.process_start_ns = process_start_ns
+        self.boot = start
+        self.process_start_ns = start.exec_ns
         self.main_ns = main_ns
         self.tracing = settings.tracing_enabled
         self.telemetry = Telemetry(enabled=False, service_name="spanbench-orchestrator", trace_file=None)
@@ -76,7 +79,28 @@ class Orchestrator:
         self.reason: str | None = None
         self.start_unix_ns: int | None = None
         self.results: dict[str, Any] = {}
-        self.progress = RunProgress()
+        self.progress = RunProgress(settings.progress)
+        self._control_rtt_s = 0.0  # the slowest control round trip while awaiting READY
+        self._forked: tuple[int, int] | None = None  # when the workers were forked (start, end)
+        self._control_down_since: tuple[float, float] | None = None  # (monotonic, run seconds) of a blip
+        self.lost: dict[str, str] = {}  # workers lost mid-run (on_worker_loss = "continue"): why
+        self._lost_to_mark: list[str] = []  # lost, not yet marked LOST in WORKER_HEARTBEATS
+        self.early_embedded: EarlyStart | None = None  # the embedded server, started during our imports
+
+    def prefork_workers(self) -> None:
+        """Fork the local workers now, before the event loop and any thread exist (launcher.py).
+
+        They wait for the run to exist; meanwhile they cost nothing, and they start with
+        everything imported instead of paying an interpreter's start each.
+        """
+        if not (self.s.launch_workers and can_fork()):
+            return
+        # Imported here, so that the fork's span is the fork alone.
+        systems = {dsn_system(d) for d in (self.s.target_dsn, self.s.control_dsn) if d}
+        preload(systems | {"postgresql"} if self.s.target_dsn is None else systems)
+        t0 = time.time_ns()
+        self.workers = fork_workers(run_id=self.run_id, group_count=self.s.workers, run_dir=self.run_dir)
+        self._forked = (t0, time.time_ns())
 
     async def run(self) -> RunOutcome:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +113,11 @@ class Orchestrator:
             "run", start_time=self.process_start_ns,
             attributes={"spanbench.run_id": self.run_id, "spanbench.workers": self.s.workers,
                         "spanbench.connections": self.s.connections, "spanbench.pool_batch_size": self.s.pool_batch_size,
-                        "spanbench.warmup_s": self.s.warmup, "spanbench.duration_s": self.s.duration},
+                        "spanbench.warmup_s": self.s.warmup, "spanbench.duration_s": self.s.duration,
+                        # What this PID did before it was spanbench (a shell's wait, an install)
+                        # is the launcher's: said here, never inside a span.
+                        "spanbench.process.start_source": self.boot.source,
+                        "spanbench.process.before_exec_ms": self.boot.before_exec_ns / 1e6},
         )
         self.ctx = trace.set_span_in_context(run_span)
         main = asyncio.current_task()
@@ -97,10 +125,15 @@ class Orchestrator:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
         self._retro("orchestrator.startup", self.process_start_ns, self.main_ns)
-        self._retro("orchestrator.bootstrap", self.main_ns, time.time_ns())
+        if self._forked is None:
+            self._retro("orchestrator.bootstrap", self.main_ns, time.time_ns())
+        else:
+            self._retro("orchestrator.bootstrap", self.main_ns, self._forked[0])
+            self._retro("orchestrator.launch_workers", *self._forked,
+                        {"spanbench.workers": self.s.workers, "spanbench.launch": "fork"})
+            self._retro("telemetry.init", self._forked[1], time.time_ns())
         try:
-            await self._lifecycle()
-            self.status = rec.COMPLETED
+            await self._lifecycle()  # ends with the status set: COMPLETED or COMPLETED_WITH_ERRORS
         except (asyncio.CancelledError, KeyboardInterrupt):
             await self._abort(rec.CANCELLED, "cancelled by the user")
         except SpanbenchError as exc:
@@ -110,10 +143,19 @@ class Orchestrator:
         finally:
             self.progress.stop()
             run_span.set_attribute("spanbench.run.status", self.status)
+            worst = max((w.get("start_to_first_query_ms") or 0.0 for w in self.results.get("workers", [])), default=None)
+            if worst is not None:
+                run_span.set_attribute("spanbench.start_to_first_query_ms", float(worst))
             if self.reason:
                 run_span.set_status(trace.Status(trace.StatusCode.ERROR, self.reason))
             with contextlib.suppress(Exception):
                 await self._close()
+            if self.embedded is None and self.early_embedded is not None:
+                # Failed before prepare joined the early start: join it now, only to stop it.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.early_embedded.finish)
+                    self.embedded = EmbeddedPostgres(self.s.embedded_dir)
+                    await asyncio.to_thread(self.embedded.start)
             if self.embedded is not None:
                 with self.tracer.start_as_current_span("target.stop_embedded", context=self.ctx):
                     await asyncio.to_thread(self.embedded.stop)
@@ -142,28 +184,49 @@ class Orchestrator:
     async def orchestrator_prepare(self) -> None:
         with self.tracer.start_as_current_span("orchestrator.prepare", context=self.ctx):
             if self.target_dsn is None:
-                with self.tracer.start_as_current_span("target.start_embedded") as span:
+                # Started in a child meanwhile (cli.run): then this span waits for it and joins.
+                early = self.early_embedded is not None
+                with self.tracer.start_as_current_span("target.join_embedded" if early else "target.start_embedded") as span:
+                    if early:
+                        await asyncio.to_thread(self._early_embedded_span)
                     self.embedded = EmbeddedPostgres(self.s.embedded_dir)
                     self.target_dsn = await asyncio.to_thread(self.embedded.start)
                     span.set_attribute("spanbench.embedded.data_dir", str(self.embedded.data_dir))
             assert self.target_dsn is not None
-            with self.tracer.start_as_current_span("target.open"):
-                target = await open_target(self.target_dsn, self.s)
-            try:
-                with self.tracer.start_as_current_span("target.check_demo_table") as span:
-                    present = await target.demo_table_exists()
-                    span.set_attribute("spanbench.demo_table.present", present)
-                if not present:
-                    with self.tracer.start_as_current_span("target.init_demo_table", attributes={"spanbench.rows": self.s.rows}):
-                        await target.init_demo_table(self.s.rows)
-            finally:
-                await target.close()
+            if self.s.queries is None:  # the built-in demo needs its table; a scenario brings its own
+                from spanbench.workload.demo import TABLE, demo_table_rows, init_demo_table
+
+                with self.tracer.start_as_current_span("target.open"):
+                    target = await open_target(self.target_dsn, self.s)
+                try:
+                    with self.tracer.start_as_current_span("target.check_demo_table") as span:
+                        rows = await demo_table_rows(target)
+                        span.set_attribute("spanbench.demo_table.present", bool(rows))
+                    # Never write to someone's database unasked: only the embedded server (ours)
+                    # is filled without `spanbench init` or `run --init`.
+                    if self.s.init or (not rows and self.s.target_dsn is None):
+                        with self.tracer.start_as_current_span("target.init_demo_table", attributes={"spanbench.rows": self.s.rows}):
+                            await init_demo_table(target, self.s.rows)
+                    elif not rows:
+                        from spanbench.dsn import redact_dsn
+
+                        raise RunFailed(
+                            f"the demo table {TABLE} is {'empty' if rows == 0 else 'not there'} on {redact_dsn(self.target_dsn)}: "
+                            "create it with `spanbench init --target-dsn DSN [--rows N]` or `spanbench run --init`, "
+                            "or give the scenario file your own [[queries]]")
+                finally:
+                    await target.close()
             control_dsn = self.s.control_dsn or self.target_dsn
             with self.tracer.start_as_current_span("control.connect"):
                 self.control = await open_control_store(control_dsn, self.s)
             with self.tracer.start_as_current_span("control.ensure_schema"):
                 await self.control.ensure_schema()
+            await self.orchestrator_build_value_pools()
             with self.tracer.start_as_current_span("control.create_run"):
+                if await self.control.fetch_run_status(self.run_id) is not None:
+                    # Refused before a row of it is touched: that run is someone else's.
+                    raise DuplicateRun(f"run id {self.run_id} already exists in the control store: "
+                                       "pick another run_id (or leave it unset)")
                 scenario = self.s.public()
                 scenario["run_id"] = self.run_id
                 await self.control.create_run(
@@ -171,6 +234,30 @@ class Orchestrator:
                               traceparent=traceparent_of(trace.get_current_span(self.ctx)), workers_expected=self.s.workers)
                 )
                 self.run_created = True
+
+    async def orchestrator_build_value_pools(self) -> None:
+        """Sample the scenario's pools that TEMPLATE_VALUE_POOLS lacks (reads only), and say so."""
+        from spanbench.workload.pools import build_pools, missing_pools
+
+        workload = self.s.workload
+        if workload is None or not workload.pool_params():
+            return
+        assert self.control is not None and self.target_dsn is not None
+        missing = await missing_pools(self.control, workload)
+        if not missing:
+            return
+        with self.tracer.start_as_current_span("orchestrator.build_value_pools",
+                                               attributes={"spanbench.value_pools": missing}):
+            target = await open_target(self.target_dsn, self.s)
+            try:
+                built = await build_pools(target, self.control, workload, only=set(missing))
+            finally:
+                await target.close()
+        import sys
+
+        said = ", ".join(f"{name} ({n} values)" for name, n in built.items())
+        print(f"spanbench: value pools missing, sampled from the target: {said} "
+              "(`spanbench pools build SCENARIO` does this ahead of a run)", file=sys.stderr)
 
     async def orchestrator_launch_workers(self) -> None:
         assert self.target_dsn is not None
@@ -182,6 +269,9 @@ class Orchestrator:
         tp = traceparent_of(trace.get_current_span(self.ctx))
         if tp:
             env["TRACEPARENT"] = tp
+        if self._forked is not None:
+            await self.orchestrator_handoff(env)
+            return
         with self.tracer.start_as_current_span(
             "orchestrator.launch_workers", context=self.ctx,
             attributes={"spanbench.workers": self.s.workers, "spanbench.launch": "local" if self.s.launch_workers else "external"},
@@ -192,6 +282,13 @@ class Orchestrator:
                 self.workers.append(
                     launch_worker(run_id=self.run_id, group_id=g, group_count=self.s.workers, run_dir=self.run_dir, env_extra=env)
                 )
+
+    async def orchestrator_handoff(self, env: dict[str, str]) -> None:
+        """The forked workers learn their run: DSNs and traceparent, down their pipes."""
+        with self.tracer.start_as_current_span("orchestrator.handoff", context=self.ctx,
+                                               attributes={"spanbench.workers": len(self.workers)}):
+            for w in self.workers:
+                w.hand_off(env)
 
     async def orchestrator_await_ready(self) -> None:
         assert self.control is not None
@@ -205,7 +302,9 @@ class Orchestrator:
                 if time.monotonic() >= next_beat:  # workers watch this beat from their first poll on
                     next_beat = time.monotonic() + _BEAT_S
                     await self.control.touch_run(self.run_id)
+                t0 = time.perf_counter()
                 beats = await self.control.fetch_heartbeats(self.run_id)
+                self._control_rtt_s = max(self._control_rtt_s, time.perf_counter() - t0)
                 failed = [b for b in beats if b.status == "FAILED"]
                 if failed:
                     raise RunFailed(f"worker {failed[0].worker_id} failed: {failed[0].last_error or 'no reason given'}")
@@ -219,16 +318,35 @@ class Orchestrator:
             await self.control.update_run(self.run_id, status=rec.READY)
 
     async def orchestrator_start(self) -> None:
+        """Announce a start instant a little ahead, so the write of START is not inside the run.
+
+        The lead covers the event's write, its delivery and the workers' read of it, so every
+        worker holds the instant itself and they open their load together; a worker that hears
+        late starts at once, and START → first query says by how much.
+        """
         assert self.control is not None
-        with self.tracer.start_as_current_span("orchestrator.start", context=self.ctx):
-            self.start_unix_ns = time.time_ns()
+        lead_s = self._start_lead_s()
+        with self.tracer.start_as_current_span("orchestrator.start", context=self.ctx,
+                                               attributes={"spanbench.start.lead_ms": lead_s * 1e3}):
+            self.start_unix_ns = time.time_ns() + int(lead_s * 1e9)
+            self.progress.started(self.start_unix_ns)
             start = datetime.fromtimestamp(self.start_unix_ns / 1e9, timezone.utc)
-            await self.control.update_run(self.run_id, status=rec.RUNNING, phase=WARMUP, start_time=start, warmup_start=start)
+            # The event first: its NOTIFY is what the waiting workers act on.
             await self.control.append_event(
                 self.run_id, rec.START, "RUN",
                 {"start_unix_ns": self.start_unix_ns, "warmup_s": self.s.warmup, "duration_s": self.s.duration,
                  "cooldown_s": self.s.cooldown},
             )
+            await self.control.update_run(self.run_id, status=rec.RUNNING, phase=WARMUP, start_time=start, warmup_start=start)
+            await sleep_until_ns(self.start_unix_ns)
+
+    def _start_lead_s(self) -> float:
+        # Four of the slowest control round trips seen so far (the event's write, the NOTIFY,
+        # the workers' two reads), never under 15 ms; a store without push adds a poll interval.
+        lead = max(0.015, 4 * self._control_rtt_s)
+        if not getattr(self.control, "pushes_signals", False):
+            lead += self.s.poll_interval
+        return min(lead, 2.0)
 
     async def phase(self, name: str, phase: str, seconds: float, *, first: bool = False) -> None:
         """Hold a phase until its absolute end time; the workers switch on the same clock."""
@@ -239,54 +357,121 @@ class Orchestrator:
         with self.tracer.start_as_current_span(name, context=self.ctx, start_time=max(begin_ns, time.time_ns()) if not first else begin_ns):
             if not first:
                 column = {MEASUREMENT: "measurement_start", COOLDOWN: "measurement_end"}[phase]
-                await self.control.update_run(self.run_id, phase=phase, **{column: datetime.now(timezone.utc)})
-                await self.control.append_event(self.run_id, rec.SET_PHASE, "RUN", {"phase": phase})
+                now = datetime.now(timezone.utc)
+                # The workers switch on the schedule's clock; these rows only record it, so a
+                # control-store blip here is ridden out, not fatal.
+                await self._control_write("update_run", lambda: self.control.update_run(self.run_id, phase=phase, **{column: now}))
+                await self._control_write("SET_PHASE", lambda: self.control.append_event(self.run_id, rec.SET_PHASE, "RUN", {"phase": phase}))
             next_beat = 0.0
             while (left := (end_ns - time.time_ns()) / 1e9) > 0:
                 self._check_workers_alive(running=True)
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + _BEAT_S
-                    await self.control.touch_run(self.run_id)
-                    beats = await self._check_heartbeats()
-                    self.progress.update(phase, seconds - left, seconds, beats)
+                    beats = await self._beat_and_look()
+                    self.progress.update(phase, seconds - left, seconds, beats,
+                                         run_elapsed_s=(time.time_ns() - self.start_unix_ns) / 1e9)
                 await asyncio.sleep(min(left, 0.1))
 
     async def orchestrator_stop(self) -> None:
         assert self.control is not None
         self.progress.stop()
         with self.tracer.start_as_current_span("orchestrator.stop", context=self.ctx):
-            await self.control.update_run(self.run_id, status=rec.STOPPING, end_time=datetime.now(timezone.utc))
-            await self.control.append_event(self.run_id, rec.STOP, "RUN", {})
-            await self._await_workers_done(self.s.drain_timeout + 30.0)
+            end = datetime.now(timezone.utc)
+            await self._control_write("update_run", lambda: self.control.update_run(self.run_id, status=rec.STOPPING, end_time=end))
+            await self._control_write("STOP", lambda: self.control.append_event(self.run_id, rec.STOP, "RUN", {}))
+            await self._await_workers_done(self.s.drain_timeout + self.s.reconnect_timeout + 30.0)
 
     async def orchestrator_collect_results(self) -> None:
         assert self.control is not None
         with self.tracer.start_as_current_span("orchestrator.collect_results", context=self.ctx) as span:
             rows = await self._merge_worker_results()
             span.set_attribute("spanbench.results.workers", len(rows))
-            missing = self.s.workers - len(rows)
-            failed = [w for w in self.results["workers"] if w["status"] != "COMPLETED"]
-            m = self.results["measurement"]
-            await self.control.insert_test_result(
-                TestResult(run_id=self.run_id, worker_id="run", scope="RUN",
-                           status=rec.FAILED if missing > 0 or failed else rec.COMPLETED,
-                           started_at=datetime.fromtimestamp((self.start_unix_ns or time.time_ns()) / 1e9, timezone.utc),
-                           ended_at=datetime.now(timezone.utc), queries=m["queries"], errors=m["errors"], qps=m["qps"],
-                           measurement_seconds=m["seconds"], latency=m["latency"], histograms=self.results["histograms"],
-                           details={"workers": self.results["workers"]})
-            )
-            if missing > 0:
-                raise RunFailed(f"{missing} of {self.s.workers} workers persisted no results")
+            missing = sorted(self._expected_ids() - {r.worker_id for r in rows})
+            failed = [w for w in self.results["workers"] if w["status"] == "FAILED"]
+            if missing and self.s.on_worker_loss == "fail":
+                raise RunFailed(f"{len(missing)} of {self.s.workers} workers persisted no results ({', '.join(missing)})")
             if failed:
-                raise RunFailed(f"worker {failed[0]['worker_id']} {failed[0]['status'].lower()}: {failed[0].get('error') or ''}")
-            await self.control.update_run(self.run_id, status=rec.COMPLETED)
+                raise RunFailed(f"worker {failed[0]['worker_id']} failed: {failed[0].get('error') or ''}".strip())
+            trouble = self._trouble()
+            self.status = rec.COMPLETED_WITH_ERRORS if trouble else rec.COMPLETED
+            self.reason = "; ".join(trouble) or None
+            await self._insert_run_row()
+            await self.control.update_run(self.run_id, status=self.status, cancel_reason=self.reason)
+
+    def _trouble(self) -> list[str]:
+        """What keeps a finished run from being clean: errors, stalls, cut queries, lost workers."""
+        r, out = self.results, []
+        m = r.get("measurement", {})
+        if m.get("errors"):
+            out.append(f"{m['errors']:,} errors in the measurement")
+        for st in r.get("stalls", []):
+            what = "no errors" if not st["errors"] else f"{st['errors']:,} errors"
+            out.append(f"stall of {st['seconds']:.0f}s at +{st['start_s']:.0f}s ({st['kind']}, "
+                       f"{st['min_qps']:,.0f} q/s against a median of {st['median_qps']:,.0f}, {what})")
+        if m.get("cut"):
+            out.append(f"{m['cut']} queries still running at the drain (recorded as lower bounds)")
+        for wid, why in self.lost.items():
+            out.append(f"worker {wid} lost: {why}")
+        partial = r.get("partial") or {}
+        if partial.get("workers") and not self.lost:
+            out.append(f"partial results from {', '.join(partial['workers'])}")
+        return out
+
+    async def _insert_run_row(self) -> None:
+        """The RUN-scope TEST_RESULTS row: every run has one, also a failed or cancelled one."""
+        if self.control is None or not self.run_created or not self.results:
+            return
+        m = self.results["measurement"]
+        await self.control.insert_test_result(
+            TestResult(run_id=self.run_id, worker_id="run", scope="RUN", status=self.status,
+                       started_at=datetime.fromtimestamp((self.start_unix_ns or time.time_ns()) / 1e9, timezone.utc),
+                       ended_at=datetime.now(timezone.utc), queries=m["queries"], errors=m["errors"], qps=m["qps"],
+                       measurement_seconds=m["seconds"], latency=m["latency"], histograms=self.results["histograms"],
+                       details={"workers": self.results["workers"], "partial": self.results.get("partial"),
+                                "stalls": self.results.get("stalls", []), "reason": self.reason})
+        )
+
+    def _expected_ids(self) -> set[str]:
+        return {f"w{g}" for g in range(self.s.workers)}
 
     async def _merge_worker_results(self) -> list[TestResult]:
-        """The workers' TEST_RESULTS rows, merged into ``self.results``; returns the rows."""
-        assert self.control is not None
-        rows = [r for r in await self.control.fetch_test_results(self.run_id) if r.scope == "WORKER"]
-        self.results = merge_results(rows, self.s.workers, window_s=self.s.warmup + self.s.duration + self.s.cooldown)
+        """The workers' rows, from the control store and the run folder, merged into ``self.results``."""
+        control_rows: list[TestResult] = []
+        unreachable = None
+        if self.control is not None:
+            try:
+                control_rows = await asyncio.wait_for(self.control.fetch_test_results(self.run_id), self.s.statement_timeout)
+            except Exception as exc:  # the run folder's copies may still hold everything
+                unreachable = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        rows = pick_worker_rows(control_rows, read_local_rows(self.run_dir))
+        window_s = self.s.warmup + self.s.duration + self.s.cooldown
+        self.results = merge_results(rows, self.s.workers, window_s=window_s)
+        self.results["sources"] = {r.worker_id: r.details.get("source") for r in rows}
+        if unreachable:
+            self.results.setdefault("warnings", []).append(f"control store unreachable at the end ({unreachable}): "
+                                                          "results from the run folder's copies")
+        self.results["partial"] = self._partial(rows, window_s)
+        self.results["stalls"] = find_stalls(self.results.get("timeline", []), start_s=self.s.warmup,
+                                             end_s=self.s.warmup + self.s.duration)
         return rows
+
+    def _partial(self, rows: list[TestResult], window_s: float) -> dict[str, Any] | None:
+        """Which workers' figures are incomplete, and how many seconds of the load they miss."""
+        if self.start_unix_ns is None:
+            return None
+        end_ns = self.start_unix_ns + int(window_s * 1e9)
+        missing: dict[str, float] = {}
+        by_id = {r.worker_id: r for r in rows}
+        for wid in sorted(self._expected_ids()):
+            r = by_id.get(wid)
+            if r is None:
+                missing[wid] = window_s
+            elif r.details.get("partial"):
+                saved = int(r.details.get("saved_unix_ns") or self.start_unix_ns)
+                missing[wid] = round(max(0.0, (min(end_ns, time.time_ns()) - saved) / 1e9), 3)
+        if not missing:
+            return None
+        return {"workers": sorted(missing), "seconds_missing": missing}
 
     async def server_timings(self) -> None:
         """Snowflake's own timings for the sampled queries, in a second trace file (post-run, opt-in).
@@ -313,28 +498,92 @@ class Orchestrator:
         with self.tracer.start_as_current_span("orchestrator.abort", context=self.ctx, attributes={"spanbench.reason": reason}):
             if self.control is None or not self.run_created:
                 return
+            # Each on its own: a failed status update must not also lose the STOP.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.control.update_run(self.run_id, status=status, cancel_reason=reason[:1000]), 5)
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.control.append_event(self.run_id, rec.STOP, "RUN", {"reason": reason[:1000]}), 5)
             with contextlib.suppress(Exception):
                 await self._await_workers_done(self.s.drain_timeout + 10.0)
-            if not self.results:
-                with contextlib.suppress(Exception):
-                    await self._merge_worker_results()
+            with contextlib.suppress(Exception):
+                await self._merge_worker_results()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._insert_run_row(), 5)
 
     def _check_workers_alive(self, running: bool = False) -> None:
         for w in self.workers:
             code = w.exit_code()
-            if code is not None and (code != 0 or not running):
-                detail = w.last_error_line()
-                raise RunFailed(f"worker {w.worker_id} exited with code {code}" + (f": {detail}" if detail else ""))
+            if w.worker_id in self.lost or code is None or (code == 0 and running):
+                continue
+            line = w.last_error_line()
+            if line.startswith("spanbench: error: "):  # its own last words
+                why = f"failed: {line.removeprefix('spanbench: error: ')}"
+            else:
+                why = f"exited with code {code}" + (f": {line}" if line else "")
+            self._worker_lost(w.worker_id, why, running=running)
+
+    def _worker_lost(self, worker_id: str, why: str, *, running: bool) -> None:
+        """A worker is gone mid-run: fail the run, or (on_worker_loss = "continue") go on without it."""
+        if not running or self.s.on_worker_loss == "fail":
+            raise RunFailed(f"worker {worker_id} {why}")
+        self.lost[worker_id] = why
+        self._lost_to_mark.append(worker_id)
+
+    async def _control_write(self, what: str, call: Any) -> Any:
+        """A control write, retried through a blip (backoff to 1 s) for up to ``orchestrator_timeout``."""
+        deadline = time.monotonic() + self.s.orchestrator_timeout
+        delay = 0.1
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    raise RunFailed(f"control store {where_of(self.s.control_dsn or self.target_dsn)} did not take "
+                                    f"{what} within {self.s.orchestrator_timeout:g}s ({type(exc).__name__})") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _beat_and_look(self) -> list[Heartbeat]:
+        """The orchestrator's beat and a look at the workers', riding out a control-store blip:
+        the workers wait ``orchestrator_timeout`` for a beat, and so does this for the store."""
+        assert self.control is not None
+        try:
+            await self.control.touch_run(self.run_id)
+            beats = await self._check_heartbeats()
+        except RunFailed:
+            raise
+        except Exception as exc:
+            now = time.monotonic()
+            if self._control_down_since is None:
+                self._control_down_since = (now, (time.time_ns() - (self.start_unix_ns or time.time_ns())) / 1e9)
+            since, at_s = self._control_down_since
+            if now - since > self.s.orchestrator_timeout:
+                raise RunFailed(f"control store {where_of(self.s.control_dsn or self.target_dsn)} went away at "
+                                f"+{at_s:.1f}s and did not come back within {self.s.orchestrator_timeout:g}s "
+                                f"({type(exc).__name__})") from None
+            return []
+        self._control_down_since = None
+        return beats
 
     async def _check_heartbeats(self) -> list[Heartbeat]:
+        """The workers' beats; a FAILED one fails the run, a silent one (3 beat intervals) is LOST."""
         assert self.control is not None
         beats = await self.control.fetch_heartbeats(self.run_id)
+        now = datetime.now(timezone.utc)
+        silent_s = 3 * self.s.heartbeat_interval + 1.0
         for b in beats:
+            if b.worker_id in self.lost:
+                continue
             if b.status == "FAILED":
-                raise RunFailed(f"worker {b.worker_id} failed: {b.last_error or 'no reason given'}")
+                self._worker_lost(b.worker_id, f"failed: {b.last_error or 'no reason given'}", running=True)
+            elif b.status == "RUNNING" and b.last_beat is not None:
+                age = b.beat_age_s if b.beat_age_s is not None else (now - b.last_beat).total_seconds()
+                if age > silent_s:
+                    self._worker_lost(b.worker_id, f"no heartbeat for {age:.1f}s", running=True)
+        for wid in self._lost_to_mark:
+            with contextlib.suppress(Exception):
+                await self.control.mark_worker(self.run_id, wid, rec.LOST, self.lost[wid])
+        self._lost_to_mark.clear()
         return beats
 
     async def _await_workers_done(self, timeout_s: float) -> None:
@@ -347,13 +596,20 @@ class Orchestrator:
             expected = {w.worker_id for w in self.workers}
         else:
             expected = {f"w{g}" for g in range(self.s.workers)}
+        beats: dict[str, str] = {}
         while time.monotonic() < deadline:
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + _BEAT_S
-                await self.control.touch_run(self.run_id)
-            beats = {b.worker_id: b.status for b in await self.control.fetch_heartbeats(self.run_id)}
+            try:
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + _BEAT_S
+                    await self.control.touch_run(self.run_id)
+                beats = {b.worker_id: b.status for b in await self.control.fetch_heartbeats(self.run_id)}
+            except Exception:
+                # The store is away: local workers still say they are done by exiting.
+                if not self.s.launch_workers:
+                    await asyncio.sleep(0.2)
+                    continue
             exited = {w.worker_id for w in self.workers if w.exit_code() is not None}
-            pending = {w for w in expected if beats.get(w) not in _FINAL and w not in exited}
+            pending = {w for w in expected if beats.get(w) not in _FINAL and w not in exited and w not in self.lost}
             if not self.s.launch_workers:
                 pending &= set(beats)
             if not pending:
@@ -367,6 +623,17 @@ class Orchestrator:
         if self.control is not None:
             await asyncio.wait_for(self.control.close(), 5)
 
-    def _retro(self, name: str, start_ns: int, end_ns: int) -> None:
-        span = self.tracer.start_span(name, context=self.ctx, start_time=start_ns)
+    def _early_embedded_span(self) -> None:
+        """The early start's own span, under the run beside the bootstrap it overlapped."""
+        assert self.early_embedded is not None
+        done = self.early_embedded.finish()
+        if done is not None:
+            start, end, error = done
+            attrs: dict[str, Any] = {"spanbench.embedded.early": True, "spanbench.embedded.data_dir": str(self.early_embedded.data_dir)}
+            if error:
+                attrs["spanbench.embedded.early_error"] = error[:300]
+            self._retro("target.start_embedded", start, end, attrs)
+
+    def _retro(self, name: str, start_ns: int, end_ns: int, attrs: dict[str, Any] | None = None) -> None:
+        span = self.tracer.start_span(name, context=self.ctx, start_time=start_ns, attributes=attrs)
         span.end(end_time=max(start_ns, end_ns))

@@ -46,6 +46,7 @@ def merge_results(rows: list[TestResult], workers_expected: int, window_s: float
         kind: {**v, "qps": sum(_kind_qps(r, kind) for r in rows)} for kind, v in meas.items()
     }
     all_kinds = merge(merged.get("MEASUREMENT", {}).values())
+    errors_by_class = merge_error_classes(rows)
     workers = [
         {
             "worker_id": r.worker_id,
@@ -75,12 +76,31 @@ def merge_results(rows: list[TestResult], workers_expected: int, window_s: float
             "qps": qps,
             "latency": by_kind,
             "all": summarize(all_kinds).as_dict(),
+            "errors_by_class": errors_by_class.get("MEASUREMENT", {}),
+            # queries still running at the drain, in the histograms with their time so far
+            "cut": sum(int(r.details.get("phases", {}).get("MEASUREMENT", {}).get("cut", 0) or 0) for r in rows),
         },
         "phases": phases,
         "workers": workers,
         "workers_expected": workers_expected,
         "histograms": {phase: {kind: encode(h) for kind, h in kinds.items()} for phase, kinds in merged.items()},
     }
+
+
+def merge_error_classes(rows: list[TestResult]) -> dict[str, dict[str, dict[str, int]]]:
+    """{phase: {kind: {error class: count}}} summed over the workers' TEST_RESULTS details.
+
+    The class is PostgreSQL's SQLSTATE class (``40``: serialization failure, ``23``: integrity
+    violation), Snowflake's error code, or the exception type for client-side failures.
+    """
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for row in rows:
+        for phase, kinds in (row.details.get("errors_by_class") or {}).items():
+            for kind, classes in kinds.items():
+                slot = out.setdefault(phase, {}).setdefault(kind, {})
+                for cls, n in classes.items():
+                    slot[cls] = slot.get(cls, 0) + int(n)
+    return out
 
 
 def _kind_qps(row: TestResult, kind: str) -> float:
@@ -147,3 +167,116 @@ def read_results_file(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a results object")
     return data
+
+
+# ---------------------------------------------------------------- rows from everywhere, stalls
+
+
+def pick_worker_rows(control_rows: list[TestResult], local_rows: list[TestResult]) -> list[TestResult]:
+    """One row per worker: a final row beats a flush, a newer flush an older one.
+
+    The control store's rows and the run folder's copies (results-w*.json) hold the same
+    thing when all went well; when the store was unreachable at the end, or a worker died
+    between two flushes, the other source may hold the newer figures. Each row chosen says
+    where it came from in ``details["source"]``.
+    """
+    best: dict[str, TestResult] = {}
+
+    def rank(r: TestResult) -> tuple[int, int]:
+        return (0 if r.details.get("partial") else 1, int(r.details.get("saved_unix_ns") or 0))
+
+    for source, rows in (("control store", control_rows), ("run folder", local_rows)):
+        for r in rows:
+            if r.scope != "WORKER":
+                continue
+            r.details.setdefault("source", source)
+            have = best.get(r.worker_id)
+            if have is None or rank(r) > rank(have):
+                best[r.worker_id] = r
+    return [best[w] for w in sorted(best)]
+
+
+def read_local_rows(run_dir: Path) -> list[TestResult]:
+    """The workers' own copies of their latest rows in the run folder (unreadable ones skipped)."""
+    from datetime import datetime
+
+    out = []
+    for path in sorted(run_dir.glob("results-w*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for key in ("started_at", "ended_at"):
+                if data.get(key):
+                    data[key] = datetime.fromisoformat(data[key])
+            out.append(TestResult(**data))
+        except (OSError, ValueError, TypeError):
+            continue
+    return out
+
+
+def find_stalls(timeline: list[dict[str, float]], *, start_s: float, end_s: float, floor_share: float = 0.1) -> list[dict[str, Any]]:
+    """Seconds of the window [start_s, end_s) whose throughput fell below a tenth of the
+    window's median, and seconds with errors, each run of them as one stall."""
+    buckets = [b for b in timeline if start_s <= b["t_s"] < end_s]
+    if not buckets:
+        return []
+    rates = sorted(b["qps"] for b in buckets)
+    median = rates[len(rates) // 2] if len(rates) % 2 else (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2
+    floor = median * floor_share
+    stalls: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for b in buckets:
+        slow = b["qps"] < floor
+        erred = b.get("errors_per_s", 0.0) >= 0.5
+        if slow or erred:
+            if current is None:
+                current = {"start_s": b["t_s"], "seconds": 0.0, "min_qps": b["qps"], "errors": 0.0,
+                           "kind": set(), "median_qps": median}
+                stalls.append(current)
+            current["seconds"] += 1.0
+            current["min_qps"] = min(current["min_qps"], b["qps"])
+            current["errors"] += b.get("errors_per_s", 0.0)
+            current["kind"].add("throughput" if slow else "errors")
+        else:
+            current = None
+    for st in stalls:
+        st["kind"] = "+".join(sorted(st["kind"]))
+        st["errors"] = round(st["errors"])
+    return stalls
+
+
+async def finalize_abandoned(control: Any, run_id: str, run_dir: Path | None, settings: Any, *, reason: str) -> None:
+    """An abandoned run's RUN row and results.json, written by the worker that marked it.
+
+    The other workers noticed the loss at about the same time; their final rows are waited
+    for a little (bounded), then whatever is there is merged, the missing called partial.
+    """
+    import asyncio
+    from datetime import datetime, timezone
+
+    deadline = asyncio.get_running_loop().time() + settings.drain_timeout + settings.heartbeat_interval
+    rows: list[TestResult] = []
+    while True:
+        rows = [r for r in await control.fetch_test_results(run_id) if r.scope == "WORKER"]
+        done = len(rows) >= settings.workers and not any(r.details.get("partial") or r.status == "RUNNING" for r in rows)
+        if done or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    local = read_local_rows(run_dir) if run_dir is not None else []
+    rows = pick_worker_rows(rows, local)
+    window = settings.warmup + settings.duration + settings.cooldown
+    merged = merge_results(rows, settings.workers, window_s=window)
+    missing = sorted({f"w{g}" for g in range(settings.workers)} - {r.worker_id for r in rows})
+    partial = sorted(set(missing) | {r.worker_id for r in rows if r.details.get("partial")})
+    merged["partial"] = {"workers": partial, "seconds_missing": {w: None for w in partial}} if partial else None
+    m = merged["measurement"]
+    await control.insert_test_result(TestResult(
+        run_id=run_id, worker_id="run", scope="RUN", status="ABANDONED", ended_at=datetime.now(timezone.utc),
+        queries=m["queries"], errors=m["errors"], qps=m["qps"], measurement_seconds=m["seconds"], latency=m["latency"],
+        histograms=merged["histograms"], details={"workers": merged["workers"], "partial": merged["partial"], "reason": reason},
+    ))
+    if run_dir is not None and not (run_dir / "results.json").exists():
+        out = {"run_id": run_id, "status": "ABANDONED", "reason": reason, "settings": settings.public(), **merged,
+               "written_by": reason.split(":")[0]}
+        tmp = run_dir / "results.json.tmp"
+        tmp.write_text(json.dumps(out, indent=2, default=str))
+        tmp.replace(run_dir / "results.json")

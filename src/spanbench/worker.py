@@ -13,8 +13,8 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,23 +23,24 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from spanbench.aio import sleep_until_ns
 from spanbench.control import records as rec
 from spanbench.control.open import open_control_store
 from spanbench.control.records import Heartbeat, RunStatus, TestResult
 from spanbench.control.store import ControlStore
-from spanbench.errors import RunFailed, SpanbenchError
-from spanbench.load.closed import ClosedLoop
+from spanbench.dsn import where_of
+from spanbench.errors import RunFailed, SpanbenchError, TargetGone
+from spanbench.load.closed import ClosedLoop, ConnectionAbandoned
 from spanbench.load.query_spans import QuerySpans
 from spanbench.load.state import COOLDOWN, MEASUREMENT, WARMUP, LoadState
 from spanbench.settings import Settings
-from spanbench.stats import encode, summarize
+from spanbench.stats import Snapshot, encode, summarize
 from spanbench.targets.base import QueryFn, Target, TargetConnection
 from spanbench.targets.open import open_target
 from spanbench.telemetry.context import context_from_traceparent
 from spanbench.telemetry.endpoints import metrics_endpoint_set
 from spanbench.telemetry.provider import Telemetry
-from spanbench.workload import demo
-from spanbench.workload.mix import build_mix, build_keys
+from spanbench.workload.setup import Plan
 
 
 TIMELINE_S = 0.5
@@ -61,6 +62,8 @@ class WorkerArgs:
 class BootTimes:
     process_start_ns: int
     main_ns: int
+    stage: str = "interpreter, imports"  # what worker.startup covered: an exec's, or a fork's
+    handoff: tuple[int, int] | None = None  # a forked worker's wait for its run (start, end)
 
 
 def connections_for(group_id: int, groups: int, total: int) -> int:
@@ -96,6 +99,8 @@ class Worker:
         self.metrics: Any = None  # a telemetry.metrics.MetricsPump when metrics are exported
         self._metrics_module: Any = None  # imported only when needed: ~70 ms of start-up
         self._metrics_exporter: Any = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._encoded: dict[tuple[str, int], tuple[int, str]] = {}  # (phase, kind) -> (count, histogram)
 
     # ------------------------------------------------------------------ the life
 
@@ -111,7 +116,16 @@ class Worker:
         status, attempts = await self._join_run()
         timings.append(("control.fetch_run_status", t, time.time_ns(),
                         {"spanbench.run.status": status.status, "control.attempts": attempts}))
-        self.settings = self._settings_from(status)
+        try:
+            self.settings = self._settings_from(status)
+        except Exception as exc:
+            # Nobody would hear of it otherwise: the orchestrator waits for our heartbeat.
+            why = f"settings of run {self.args.run_id} refused: {' '.join(str(exc).split())[:300]}"
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.control.heartbeat(Heartbeat(
+                    run_id=self.args.run_id, worker_id=self.worker_id, group_id=self.args.group_id, status="FAILED",
+                    last_error=why, pid=os.getpid(), host=socket.gethostname())), 5)
+            raise RunFailed(why) from None
         t = time.time_ns()
         parent = context_from_traceparent(os.environ.get("TRACEPARENT") or status.traceparent)
         self._init_telemetry(enabled=parent is not None)
@@ -129,8 +143,13 @@ class Worker:
             },
         )
         self.ctx = trace.set_span_in_context(worker_span)
-        self._retro("worker.startup", self.boot.process_start_ns, self.boot.main_ns, {"spanbench.stage": "interpreter, imports"})
-        self._retro("worker.bootstrap", self.boot.main_ns, timings[0][1], {})
+        self._retro("worker.startup", self.boot.process_start_ns, self.boot.main_ns, {"spanbench.stage": self.boot.stage})
+        booted = self.boot.main_ns
+        if self.boot.handoff is not None:
+            # Forked before the run existed: waiting here is waiting on orchestrator.prepare.
+            self._retro("worker.await_handoff", *self.boot.handoff, {})
+            booted = self.boot.handoff[1]
+        self._retro("worker.bootstrap", booted, timings[0][1], {})
         for name, start, end, attrs in timings:
             self._retro(name, start, end, attrs)
         code = 1
@@ -141,6 +160,12 @@ class Worker:
             self.error = str(exc)
             worker_span.set_status(trace.Status(trace.StatusCode.ERROR, self.error))
             await self._report_failure()
+            raise
+        except asyncio.CancelledError:
+            # Stopped (a signal) before the load began: say so, never stay READY.
+            self.error = self.error or "stopped before the load began"
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self.heartbeat("ABANDONED"), 5)
             raise
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
@@ -171,7 +196,7 @@ class Worker:
         # Bookkeeping that must not delay the first query runs beside it, on the
         # control connection (the seed measured 100–200 ms each for these).
         self._bookkeeping = asyncio.create_task(self._after_start())
-        tasks = self.scale_to(keys)
+        tasks = await self.scale_to(keys)
         await self.worker_load(tasks)
         await self.worker_drain(tasks)
         if self._bookkeeping is not None:
@@ -181,8 +206,30 @@ class Worker:
         assert self.state is not None
         lost = self.state.stop_reason is not None and self.state.stop_reason.startswith("lost")
         self.status = "FAILED" if self.error else ("ABANDONED" if lost else "COMPLETED")
-        await self.heartbeat(self.status)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.heartbeat(self.status), self.settings.statement_timeout)
+        if lost:
+            await self.run_abandon(self.state.stop_reason or "lost orchestrator")
         return 0 if self.status == "COMPLETED" else (3 if lost else 1)
+
+    async def run_abandon(self, reason: str) -> None:
+        """The orchestrator is gone: mark the run ABANDONED (the first worker to get here wins) and,
+        having won, leave what the run measured where the orchestrator would have: a RUN-scope
+        TEST_RESULTS row and results.json."""
+        assert self.control is not None and self.settings is not None
+        with self.tracer.start_as_current_span("run.abandon", context=self.ctx, attributes={"spanbench.reason": reason}) as span:
+            try:
+                won = await asyncio.wait_for(self.control.abandon_run(self.args.run_id, f"{self.worker_id}: {reason}"), 10)
+            except Exception as exc:
+                span.set_attribute("abandon.outcome", f"control store unreachable: {type(exc).__name__}")
+                return
+            span.set_attribute("abandon.outcome", "marked" if won else "already final")
+            if won:
+                from spanbench.results import finalize_abandoned
+
+                with contextlib.suppress(Exception):
+                    await finalize_abandoned(self.control, self.args.run_id, self.args.run_dir, self.settings,
+                                             reason=f"{self.worker_id}: {reason}")
 
     def _handle_signals(self) -> None:
         """SIGINT/SIGTERM stop the load gracefully: drain, persist, exit."""
@@ -272,20 +319,79 @@ class Worker:
                 await conn.close()
                 raise
 
-    async def executor_setup(self) -> list[int]:
-        assert self.target is not None and self.control is not None and self.conns
+    async def pool_reconnect(self, index: int, old: TargetConnection, broke_at_ns: int) -> tuple[TargetConnection, list[QueryFn]]:
+        """Re-open connection ``index`` after it broke: backoff from 50 ms to 1 s, for at most
+        ``reconnect_timeout``; then the target is gone, and the run is told so in one line."""
+        assert self.target is not None and self.settings is not None and self.state is not None
+        s, st = self.settings, self.state
+        deadline = time.monotonic() + s.reconnect_timeout
+        delay = 0.05
+        attempts = 0
+        with self.tracer.start_as_current_span(
+            "pool.reconnect", context=self.ctx, kind=trace.SpanKind.CLIENT,
+            attributes={"spanbench.connection": index, "db.system.name": self.target.system,
+                        "server.address": self.target.server_address},
+        ) as span:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(old.close(), 1.0)
+            last: BaseException | None = None
+            while not st.stop:
+                attempts += 1
+                try:
+                    conn = await self.target.connect(phase=st.phase, tag=self._tag(st.phase))
+                    try:
+                        fns = await conn.prepare(self._queries())
+                    except BaseException:
+                        await conn.close()
+                        raise
+                except Exception as exc:
+                    last = exc
+                    if time.monotonic() + delay > deadline:
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                if index < len(self.conns):
+                    self.conns[index], self.fns[index] = conn, fns
+                span.set_attributes({"reconnect.attempts": attempts, "reconnect.outcome": "reconnected"})
+                return conn, fns
+            outcome = "stopped" if st.stop else "gone"
+            span.set_attributes({"reconnect.attempts": attempts, "reconnect.outcome": outcome})
+            if st.stop:
+                raise ConnectionAbandoned(index, attempts, "stopped while reconnecting")
+            start_ns = int(self.start_payload.get("start_unix_ns") or broke_at_ns)
+            why = (f"target {where_of(self._target_dsn())} went away at +{(broke_at_ns - start_ns) / 1e9:.1f}s and did not "
+                   f"come back within {s.reconnect_timeout:g}s")
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{why} ({type(last).__name__ if last else 'no answer'})"))
+            raise TargetGone(why)
+
+    async def executor_setup(self) -> Plan:
+        """Ranges and pools from the scenario's parameters, then every execution's arguments, before READY."""
+        from spanbench.workload import setup as ws
+
+        assert self.target is not None and self.control is not None and self.conns and self.settings is not None
+        workload = self._workload()
         with self.tracer.start_as_current_span("executor.setup", context=self.ctx):
-            with self.tracer.start_as_current_span("setup.profile_table", attributes={"db.collection.name": demo.TABLE}) as s:
-                profile = await self.target.profile_table(self.conns[0], demo.TABLE, demo.KEY)
-                s.set_attribute("spanbench.table.rows", profile.rows)
-                if profile.rows == 0:
-                    raise RunFailed(f"table {demo.TABLE} is empty: run `spanbench init` first")
+            ranges: dict[str, tuple[int, int]] = {}
+            for column in ws.profiled_columns(workload):
+                table = column.rsplit(".", 1)[0]
+                with self.tracer.start_as_current_span("setup.profile_table", attributes={"db.collection.name": table}) as s:
+                    found = await ws.column_range(self.conns[0], column)
+                    if found is None:
+                        raise ws.empty_column_error(column, demo=self.settings.queries is None)
+                    ranges[column] = found
+                    s.set_attributes({"spanbench.column": column, "spanbench.column.min": found[0],
+                                      "spanbench.column.max": found[1]})
             with self.tracer.start_as_current_span("setup.load_value_pools") as s:
-                pool = await self.control.fetch_value_pool(f"{demo.TABLE}.{demo.KEY}")
-                s.set_attribute("spanbench.value_pool.size", len(pool))
-            with self.tracer.start_as_current_span("setup.build_keys"):
-                seed = zlib.crc32(f"{self.args.run_id}/{self.worker_id}".encode())
-                return build_keys(profile, [int(v) for v in pool], seed=seed)
+                pools = await ws.load_pools(self.control, workload)
+                s.set_attribute("spanbench.value_pool.size", sum(len(v) for v in pools.values()))
+            with self.tracer.start_as_current_span("setup.draw_params") as s:
+                plan = ws.build_plan(workload, seed_text=f"{self.args.run_id}/{self.worker_id}",
+                                     group=self.args.group_id, groups=self.settings.workers, ranges=ranges, pools=pools)
+                s.set_attribute("spanbench.plan.length", len(plan.mix))
+                for name, size in plan.pools.items():
+                    s.set_attribute(f"spanbench.value_pool.{name}.shard", size)
+            return plan
 
     async def wait_for_start(self) -> bool:
         """Poll RUN_STATUS and the control events until START; every poll is a span."""
@@ -327,23 +433,31 @@ class Worker:
                            started_at=self.started_at)
             )
 
-    def scale_to(self, keys: list[int]) -> list[asyncio.Task[None]]:
+    async def scale_to(self, keys: Plan) -> list[asyncio.Task[None]]:
+        """Build the load, hold the start instant, then open every connection's loop at once."""
         assert self.settings is not None and self.target is not None
         s = self.settings
-        with self.tracer.start_as_current_span("scale_to", context=self.ctx, attributes={"scale.target": len(self.conns)}):
+        start_ns = int(self.start_payload.get("start_unix_ns") or time.time_ns())
+        with self.tracer.start_as_current_span("scale_to", context=self.ctx, attributes={"scale.target": len(self.conns)}) as span:
             queries = self._queries()
             self.state = LoadState(len(queries))
-            self._schedule_phases()
             self.spans = QuerySpans(
                 self.tracer, self.ctx, queries, system=self.target.system, server_address=self.target.server_address,
                 every=s.query_sample_every, slow_s=s.slow_query_threshold, cap=s.query_span_cap,
                 enabled=self.telemetry.enabled,
             )
+            self.spans.start_unix_ns = start_ns
             self.metrics = self._metrics_pump(queries)
             self.loop = ClosedLoop(
-                self.state, mix=build_mix(queries, s.update_share), keys=keys, spans=self.spans,
-                max_consecutive_errors=s.max_consecutive_errors,
+                self.state, mix=keys.mix, args=keys.args, spans=self.spans,
+                max_consecutive_errors=s.max_consecutive_errors, kinds=[q.kind for q in queries],
+                query_log=self._query_log(queries),
             )
+            self.loop.reconnect = self.pool_reconnect
+            early_ms = (start_ns - time.time_ns()) / 1e6
+            span.set_attribute("scale.before_start_instant_ms", round(early_ms, 3))
+            await sleep_until_ns(start_ns)
+            self._schedule_phases()
             return [
                 asyncio.create_task(self.loop.run_connection(i, conn, fns), name=f"conn-{i}")
                 for i, (conn, fns) in enumerate(zip(self.conns, self.fns))
@@ -370,6 +484,10 @@ class Worker:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            if self._flush_task is not None:
+                # A flush still writing must land before the final row, never after it.
+                with contextlib.suppress(asyncio.CancelledError, Exception, asyncio.TimeoutError):
+                    await asyncio.wait_for(self._flush_task, self.settings.drain_timeout)
             q, e = st.totals()
             span.set_attributes({"spanbench.queries": q, "spanbench.errors": e, "spanbench.stop_reason": st.stop_reason or ""})
 
@@ -392,24 +510,88 @@ class Worker:
                 await asyncio.to_thread(self.metrics.close)
 
     async def results_persist(self) -> None:
+        """The final row: to the run folder first (it cannot be lost there), then the control store."""
         assert self.control is not None and self.state is not None and self.spans is not None
-        with self.tracer.start_as_current_span("results.persist", context=self.ctx):
+        with self.tracer.start_as_current_span("results.persist", context=self.ctx) as span:
             row = self._result_row()
-            await self.control.update_test_result(row)
+            await asyncio.to_thread(self._save_local, row)
+            timeout = self.settings.statement_timeout if self.settings is not None else 30.0
+            try:
+                await asyncio.wait_for(self.control.update_test_result(row), timeout)
+            except Exception as exc:
+                # The orchestrator reads the run folder's copy when it can (a local worker);
+                # a remote worker's copy waits in its own run folder.
+                span.set_attribute("results.control_store", f"unreachable: {type(exc).__name__}")
+                span.set_status(trace.Status(trace.StatusCode.ERROR, f"control store: {type(exc).__name__}: {exc}"[:200]))
+
+    async def results_flush(self) -> None:
+        """The histograms and counts so far, to the control store and the run folder, so a worker
+        that dies loses one ``flush_interval`` at most. Encoding is done a slice at a time
+        between queries (stats.Snapshot): a flush never holds the loop for more than a fraction
+        of a millisecond."""
+        assert self.control is not None and self.state is not None and self.settings is not None
+        histograms = await self._encode_gently()
+        with self.tracer.start_as_current_span("results.flush", context=self.ctx) as span:
+            row = self._result_row(final=False, histograms=histograms)
+            span.set_attribute("spanbench.queries", row.queries)
+            try:
+                await asyncio.wait_for(self.control.update_test_result(row), self.settings.statement_timeout)
+                span.set_attribute("results.control_store", "ok")
+            except Exception as exc:
+                span.set_attribute("results.control_store", f"unreachable: {type(exc).__name__}")
+            await asyncio.to_thread(self._save_local, row)
+
+    async def _encode_gently(self) -> dict[str, dict[str, str]]:
+        assert self.state is not None
+        kinds = [q.kind for q in self._queries()]
+        out: dict[str, dict[str, str]] = {}
+        for phase, data in self.state.phases.items():
+            for i, kind in enumerate(kinds):
+                rec = data.recorders[i]
+                total = rec.total
+                if not total:
+                    continue
+                cached = self._encoded.get((phase, i))
+                if cached is None or cached[0] != total:
+                    snap = Snapshot(rec)
+                    while not snap.step(4096):
+                        await asyncio.sleep(0)  # let the queries that finished meanwhile be recorded
+                    cached = (total, snap.encoded())
+                    self._encoded[(phase, i)] = cached
+                    await asyncio.sleep(0)
+                out.setdefault(phase, {})[kind] = cached[1]
+        return out
+
+    def _save_local(self, row: TestResult) -> None:
+        """This worker's latest row in the run folder, replaced atomically."""
+        if self.args.run_dir is None:
+            return
+        import dataclasses
+        import json
+
+        path = self.args.run_dir / f"results-{self.worker_id}.json"
+        tmp = path.with_suffix(".json.tmp")
+        with contextlib.suppress(OSError):
+            self.args.run_dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(dataclasses.asdict(row), default=str))
+            os.replace(tmp, path)
 
     # ------------------------------------------------------------------ helpers
 
-    def _result_row(self) -> TestResult:
+    def _result_row(self, *, final: bool = True, histograms: dict[str, dict[str, str]] | None = None) -> TestResult:
+        """The worker's TEST_RESULTS row: the final one, or a flush of what is measured so far."""
         assert self.state is not None and self.spans is not None
         st = self.state
         kinds = [q.kind for q in self._queries()]
-        histograms = {
-            phase: {kind: encode(data.recorders[i].to_hdr()) for i, kind in enumerate(kinds) if data.recorders[i].total}
-            for phase, data in st.phases.items()
-        }
+        if histograms is None:
+            histograms = {
+                phase: {kind: encode(data.recorders[i].to_hdr()) for i, kind in enumerate(kinds) if data.recorders[i].total}
+                for phase, data in st.phases.items()
+            }
         m = st.phases[MEASUREMENT]
         seconds = m.seconds()
-        latency = {kind: summarize(m.recorders[i].to_hdr()).as_dict() for i, kind in enumerate(kinds)}
+        # Percentiles of a flush are worked out from its histograms by whoever reads it.
+        latency = {kind: summarize(m.recorders[i].to_hdr()).as_dict() for i, kind in enumerate(kinds)} if final else {}
         queries, errors = m.queries, sum(m.errors)
         details = {
             "first_query_unix_ns": self.spans.first_query_wall_ns,
@@ -417,18 +599,22 @@ class Worker:
             "connections": len(self.fns),
             "phases": {
                 p: {"seconds": d.seconds(), "queries": {k: d.recorders[i].total for i, k in enumerate(kinds)},
-                    "errors": {k: d.errors[i] for i, k in enumerate(kinds)}}
+                    "errors": {k: d.errors[i] for i, k in enumerate(kinds)}, "cut": d.cut}
                 for p, d in st.phases.items()
             },
             "query_spans_skipped": self.spans.skipped,
             "timeline": self.timeline + [(time.time_ns(), *st.totals())],
             "stop_reason": st.stop_reason,
             "last_error": st.last_error,
+            "errors_by_class": self.loop.errors_by_class() if self.loop is not None else {},
             "error": self.error,
+            "partial": not final,
+            "saved_unix_ns": time.time_ns(),
         }
+        status = ("FAILED" if self.error else "COMPLETED") if final else "RUNNING"
         return TestResult(
             run_id=self.args.run_id, worker_id=self.worker_id, scope="WORKER",
-            status="FAILED" if self.error else "COMPLETED", started_at=self.started_at,
+            status=status, started_at=self.started_at,
             ended_at=datetime.now(timezone.utc), queries=queries, errors=errors,
             qps=queries / seconds if seconds > 0 else 0.0, measurement_seconds=seconds, latency=latency,
             histograms=histograms, details=details,
@@ -447,15 +633,35 @@ class Worker:
         ]
         loop = asyncio.get_running_loop()
         st.enter(WARMUP)
+        self._sample()
         now = time.time_ns()
         for phase, at in marks:
             delay = max(0.0, (at - now) / 1e9)
             if phase == "STOP":
-                loop.call_later(delay, st.request_stop, "schedule")
+                loop.call_later(delay, self._stop_on_schedule)
             elif delay == 0.0:
-                st.enter(phase)
+                self._switch_phase(phase)
             else:
-                loop.call_later(delay, st.enter, phase)
+                loop.call_later(delay, self._switch_phase, phase)
+
+    # A throughput sample at every phase switch and at the stop, besides the periodic ones:
+    # otherwise the last interval of a phase straddles its end and its rate is spread past it.
+    def _switch_phase(self, phase: str) -> None:
+        assert self.state is not None
+        if self.state.stop:
+            return  # a late timer must not reopen a phase after the stop
+        self.state.enter(phase)
+        self._sample()
+
+    def _stop_on_schedule(self) -> None:
+        assert self.state is not None
+        if not self.state.stop:
+            self._sample()
+        self.state.request_stop("schedule")
+
+    def _sample(self) -> None:
+        assert self.state is not None
+        self.timeline.append((time.time_ns(), *self.state.totals()))
 
     async def _control_loop(self) -> None:
         """Heartbeats and control polls while the load runs; stops the load when told or orphaned."""
@@ -463,13 +669,21 @@ class Worker:
         s, st = self.settings, self.state
         next_beat = time.monotonic() + s.heartbeat_interval
         next_sample = time.monotonic()
+        next_flush = time.monotonic() + s.flush_interval
         while not st.stop:
-            if time.monotonic() >= next_sample:
+            now = time.monotonic()
+            if now >= next_sample:
                 next_sample += TIMELINE_S
-                self.timeline.append((time.time_ns(), *st.totals()))
+                self._sample()
+            if now >= next_flush and (self._flush_task is None or self._flush_task.done()):
+                next_flush = now + s.flush_interval
+                self._flush_task = asyncio.create_task(self.results_flush())
             woke = False
-            with contextlib.suppress(Exception):
+            try:
                 woke = await self.control.wait_for_signal(self.args.run_id, min(0.25, s.heartbeat_interval))
+            except Exception:
+                # A closed control connection fails at once: wait anyway, never spin.
+                await asyncio.sleep(min(0.25, s.heartbeat_interval))
             if self._parent_gone():
                 st.request_stop("lost orchestrator: its process is gone")
                 break
@@ -620,9 +834,35 @@ class Worker:
             raise RunFailed("no target DSN: pass --target-dsn or SPANBENCH_TARGET_DSN")
         return self.settings.target_dsn
 
-    def _queries(self) -> list[Any]:
+    def _workload(self) -> Any:
+        """The scenario's workload, or the built-in demo's (built for this target's dialect)."""
         assert self.settings is not None and self.target is not None
-        return demo.demo_queries(self.target.dialect, with_updates=not self.settings.point_select_only and self.settings.update_share > 0)
+        if getattr(self, "_workload_cache", None) is None:
+            from spanbench.workload.demo import demo_workload
+
+            s = self.settings
+            self._workload_cache = s.workload or demo_workload(
+                self.target.dialect, update_share=s.update_share, point_select_only=s.point_select_only)
+        return self._workload_cache
+
+    def _queries(self) -> list[Any]:
+        from spanbench.workload.plan import query_specs
+
+        assert self.target is not None
+        return query_specs(self._workload(), self.target.dialect)
+
+    def _query_log(self, queries: list[Any]) -> Any:
+        """The opt-in per-query log (``query_log``), one file per worker in the run folder."""
+        s = self.settings
+        if s is None or s.query_log is None or s.query_log_sample <= 0 or self.args.run_dir is None:
+            return None
+        from spanbench.load.query_log import QueryLog
+
+        assert self.spans is not None
+        self.args.run_dir.mkdir(parents=True, exist_ok=True)
+        ext = "parquet" if s.query_log == "parquet" else "csv"
+        return QueryLog(self.args.run_dir / f"queries-{self.worker_id}.{ext}", s.query_log,
+                        [q.kind for q in queries], s.query_log_sample, self.spans.wall_ns(0))
 
     def _tag(self, phase: str) -> dict[str, str]:
         tag = {"run": self.args.run_id, "worker": self.worker_id, "phase": phase}
@@ -636,7 +876,11 @@ class Worker:
 async def run_worker(args: WorkerArgs, boot: BootTimes) -> int:
     worker = Worker(args, boot)
     try:
-        return await worker.live()
+        code = await worker.live()
+        if code != 0 and worker.error:
+            # Its last words, for the log the orchestrator reads when this process exits.
+            print(f"spanbench: error: {' '.join(worker.error.split())}", file=sys.stderr, flush=True)
+        return code
     finally:
         stats = worker.telemetry.shutdown(timeout_s=5.0)
         if worker.telemetry.enabled and args.run_dir is not None:

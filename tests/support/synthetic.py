@@ -208,3 +208,26 @@ def to_jaeger(spans: Iterable[Span]) -> dict[str, Any]:
         }],
         "total": 0, "limit": 0, "offset": 0, "errors": None,
     }
+
+
+def to_zipkin(spans: Iterable[Span], *, trace_id_hex: int = 32) -> list[dict[str, Any]]:
+    """Zipkin v2 ``/api/v2/trace/{id}``: a list of spans, times in µs, the service in
+    ``localEndpoint`` with one address per process, tags as strings. ``trace_id_hex=16``
+    writes 64-bit trace ids (the low half)."""
+    addresses: dict[str, str] = {}
+    out = []
+    for s in spans:
+        address = addresses.setdefault(s.process_key, f"10.0.0.{len(addresses) + 1}")
+        span: dict[str, Any] = {
+            "traceId": s.trace_id[-trace_id_hex:],
+            "id": s.span_id,
+            "name": s.name,
+            "timestamp": s.start_ns // 1000,
+            "duration": (s.end_ns - s.start_ns) // 1000,
+            "localEndpoint": {"serviceName": s.service, "ipv4": address},
+            "tags": {k: str(v) for k, v in s.attributes.items()},
+        }
+        if s.parent_id:
+            span["parentId"] = s.parent_id
+        out.append(span)
+    return out

@@ -2,11 +2,14 @@
 
 ``Analysis.to_json`` is the ``--json`` output; its keys are a contract. Times appear
 twice: as absolute Unix ns (``*_unix_ns``, exact) and in ms relative to the trace's
-start or as durations (``*_ms``, rounded to the µs).
+start or as durations (``*_ms``, rounded to the µs). A critical path also carries its
+split in whole ns (``duration_ns == traced_ns + untraced_ns``), and its ms figures are
+chosen so that ``traced_ms + untraced_ms == duration_ms`` holds exactly as well.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +26,25 @@ JSON_VERSION = 1
 
 def _ms(ns: int) -> float:
     return round(ns / 1e6, 3)
+
+
+def _split_ms(total_ns: int, part_ns: int) -> tuple[float, float, float]:
+    """(total, part, rest) in ms with part + rest == total as floats, not only roughly:
+    rounding each on its own can lose a µs, and a reader adding them up must get the total."""
+    total, part = _ms(total_ns), _ms(part_ns)
+    rest = round(total - part, 3)
+    if part + rest == total:
+        return total, part, rest
+    # Binary floats: 0.1 + 0.2 != 0.3. A float or two from the rounded values always adds
+    # up exactly (sometimes only if the part moves too: ties round to even); off by < 1e-12
+    # ms, it costs a long repr. The *_ns figures beside these are exact integers anyway.
+    for p in (part, math.nextafter(part, math.inf), math.nextafter(part, -math.inf)):
+        r = max(total - p, 0.0)
+        for _ in range(4):
+            if p + r == total:
+                return total, p, r
+            r = math.nextafter(r, math.inf if p + r < total else -math.inf)
+    return total, part, rest
 
 
 @dataclass(slots=True)
@@ -77,6 +99,7 @@ class Analysis:
 
     def _path_json(self, path: CriticalPath) -> dict[str, Any]:
         target = self.trace[path.target_id]
+        duration_ms, traced_ms, untraced_ms = _split_ms(path.duration_ns, path.traced_ns)
         return {
             "target": self._ref(path.target_id),
             "worker_id": self.trace.owner(target),
@@ -84,11 +107,15 @@ class Analysis:
             "until": path.until,
             "start_unix_ns": path.start_ns,
             "end_unix_ns": path.end_ns,
-            "duration_ms": _ms(path.duration_ns),
-            "traced_ms": _ms(path.traced_ns),
-            "untraced_ms": _ms(path.untraced_ns),
+            "duration_ms": duration_ms,
+            "traced_ms": traced_ms,
+            "untraced_ms": untraced_ms,
+            "duration_ns": path.duration_ns,
+            "traced_ns": path.traced_ns,
+            "untraced_ns": path.untraced_ns,
             "gaps": [
-                {**self._gap_json(pg.gap), "on_path_ms": _ms(pg.on_path_ns)} for pg in path.gaps
+                {**self._gap_json(pg.gap), "on_path_ms": _ms(pg.on_path_ns), "after_span_end": pg.gap.after_end}
+                for pg in path.gaps
             ],
             "segments": [
                 {

@@ -1,8 +1,9 @@
 """The trace as analysis sees it: spans with absolute ns times, linked into a forest.
 
-Pure data, no I/O. Every loader (OTLP/JSON, Tempo, Jaeger) produces ``Span`` objects and
-``Trace`` links them once: children sorted by start, roots found, depth computed, so
-the analyses after it never search the span list.
+Pure data, no I/O. Every loader (OTLP/JSON, Tempo, Jaeger, Zipkin) produces ``Span``
+objects and ``Trace`` links them once: children sorted by start, roots found, depth and
+reach computed, so the analyses after it never search the span list. ``LoadNotes`` is
+what a loader has to say besides its spans: what it left out and why.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WORKER_ID_ATTR = "spanbench.worker_id"
+
+# Reasons a loader leaves a span out; each becomes one line for the user.
+SKIP_NO_ID = "trace or span id missing"
+SKIP_NO_START = "start time missing or 0"
 
 
 @dataclass(slots=True)
@@ -81,6 +86,23 @@ class Trace:
             self.warnings.append("parent links form a cycle; cut it to make a root")
         self.roots: list[Span] = roots
         self._root_ids = {r.span_id for r in roots}
+        self._reach = self._reach_ends()
+
+    def _reach_ends(self) -> dict[str, int]:
+        # Reversed depth-first order visits every child before its parent.
+        reach: dict[str, int] = {}
+        for span, _ in reversed(list(self.walk())):
+            end = span.end_ns
+            for child in self.children(span):
+                end = max(end, reach[child.span_id])
+            reach[span.span_id] = end
+        return reach
+
+    def reach_end(self, span: Span | str) -> int:
+        """The latest end in the span's subtree: work a span starts (a queue consumer, a
+        FOLLOWS_FROM child) may end, or even begin, after the span itself has ended."""
+        span_id = span if isinstance(span, str) else span.span_id
+        return self._reach[span_id]
 
     def _walk_depths(self, roots: list[Span]) -> None:
         stack = [(r, 0) for r in roots]
@@ -154,3 +176,33 @@ class Trace:
                 return wid
             current = self.parent(current)
         return None
+
+
+@dataclass(slots=True)
+class LoadNotes:
+    """What loaders have to say besides spans, gathered over every document of one load:
+    spans left out (by reason), the source's own warnings, and which formats were seen."""
+
+    skipped: dict[str, int] = field(default_factory=dict)
+    source_warnings: dict[str, int] = field(default_factory=dict)  # distinct text → times seen
+    formats: set[str] = field(default_factory=set)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def warn(self, text: str) -> None:
+        text = " ".join(str(text).split())  # one line, whatever the source put in it
+        if text:
+            self.source_warnings[text] = self.source_warnings.get(text, 0) + 1
+
+    def skipped_text(self) -> str:
+        """``12 spans skipped (trace or span id missing)``, one clause per reason; "" if none."""
+        return ", ".join(
+            f"{n} span{'' if n == 1 else 's'} skipped ({reason})" for reason, n in sorted(self.skipped.items())
+        )
+
+    def warnings(self) -> list[str]:
+        out = [text if n == 1 else f"{text} (×{n})" for text, n in self.source_warnings.items()]
+        if self.skipped:
+            out.append(self.skipped_text())
+        return out

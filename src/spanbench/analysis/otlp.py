@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from spanbench.analysis import ids
-from spanbench.analysis.model import Span
+from spanbench.analysis.model import SKIP_NO_ID, SKIP_NO_START, LoadNotes, Span
 
 
 def _get(obj: Mapping[str, Any], camel: str, snake: str, default: Any = None) -> Any:
@@ -48,19 +48,24 @@ def any_value(value: Any) -> Any:
             return raw if isinstance(raw, bool) else str(raw).lower() == "true"
     for key in ("arrayValue", "array_value"):
         if key in value:
-            return [any_value(v) for v in (value[key] or {}).get("values", [])]
+            inner = value[key]
+            items = inner.get("values") if isinstance(inner, Mapping) else None
+            return [any_value(v) for v in items] if isinstance(items, list) else []
     for key in ("kvlistValue", "kvlist_value"):
         if key in value:
-            return attributes((value[key] or {}).get("values", []))
+            inner = value[key]
+            return attributes(inner.get("values") if isinstance(inner, Mapping) else None)
     for key in ("bytesValue", "bytes_value"):
         if key in value:
             return value[key]
     return None  # an empty AnyValue
 
 
-def attributes(items: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
+def attributes(items: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for item in items or ():
+    if not isinstance(items, list):
+        return out  # absent, or not the list of key/values the format has: nothing usable
+    for item in items:
         if isinstance(item, Mapping) and "key" in item:
             out[str(item["key"])] = any_value(item.get("value"))
     return out
@@ -85,48 +90,66 @@ def process_key(resource: Mapping[str, Any], fallback: str = "") -> str:
     return "res-" + hashlib.sha1(blob).hexdigest()[:8]
 
 
-def _time_ns(raw: Any) -> int:
+def time_ns(raw: Any) -> int | None:
+    """A Unix time in ns from an int, a string of one, or a float; None when absent, 0 or
+    unreadable: such a span would sit at 1970, decades from the rest of its trace."""
+    if isinstance(raw, bool) or raw is None:
+        return None
     try:
-        return int(raw)
+        value = int(raw)
     except (TypeError, ValueError):
-        return int(float(raw))
+        try:
+            value = int(float(raw))
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return value if value > 0 else None
 
 
 def _scope_blocks(resource_spans: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     for key in ("scopeSpans", "scope_spans", "instrumentationLibrarySpans", "instrumentation_library_spans"):
-        for block in resource_spans.get(key) or ():
+        blocks = resource_spans.get(key)
+        for block in blocks if isinstance(blocks, list) else ():
             if isinstance(block, Mapping):
                 yield block
 
 
-def spans_from_resource_spans(items: Iterable[Mapping[str, Any]]) -> Iterator[Span]:
+def spans_from_resource_spans(items: Iterable[Any], notes: LoadNotes | None = None) -> Iterator[Span]:
+    notes = notes if notes is not None else LoadNotes()
     for rs in items:
         if not isinstance(rs, Mapping):
             continue
-        resource = attributes((rs.get("resource") or {}).get("attributes"))
+        res = rs.get("resource")
+        resource = attributes(res.get("attributes") if isinstance(res, Mapping) else None)
         service = str(resource.get("service.name") or "unknown")
         pkey = process_key(resource)
         for block in _scope_blocks(rs):
-            for raw in block.get("spans") or ():
-                span = _span(raw, service, resource, pkey)
+            spans = block.get("spans")
+            for raw in spans if isinstance(spans, list) else ():
+                if not isinstance(raw, Mapping):
+                    continue
+                span = _span(raw, service, resource, pkey, notes)
                 if span is not None:
                     yield span
 
 
-def _span(raw: Mapping[str, Any], service: str, resource: dict[str, Any], pkey: str) -> Span | None:
+def _span(raw: Mapping[str, Any], service: str, resource: dict[str, Any], pkey: str, notes: LoadNotes) -> Span | None:
     trace_id = ids.trace_id(_get(raw, "traceId", "trace_id"))
     span_id = ids.span_id(_get(raw, "spanId", "span_id"))
     if trace_id is None or span_id is None:
+        notes.skip(SKIP_NO_ID)
         return None
-    start = _get(raw, "startTimeUnixNano", "start_time_unix_nano", 0)
-    end = _get(raw, "endTimeUnixNano", "end_time_unix_nano", start)
+    start = time_ns(_get(raw, "startTimeUnixNano", "start_time_unix_nano"))
+    if start is None:
+        notes.skip(SKIP_NO_START)
+        return None
+    end = time_ns(_get(raw, "endTimeUnixNano", "end_time_unix_nano"))
     return Span(
         trace_id=trace_id,
         span_id=span_id,
         parent_id=ids.span_id(_get(raw, "parentSpanId", "parent_span_id")),
         name=str(raw.get("name") or "?"),
-        start_ns=_time_ns(start),
-        end_ns=_time_ns(end),
+        start_ns=start,
+        end_ns=start if end is None else end,  # no end: a point in time, never a span to 1970
         service=service,
         resource=resource,
         attributes=attributes(raw.get("attributes")),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from spanbench.control.store import ControlStore
-from spanbench.dsn import dsn_system
+from spanbench.dsn import check_dsn
 from spanbench.settings import Settings
 
 
 async def open_control_store(dsn: str, settings: Settings) -> ControlStore:
-    if dsn_system(dsn) == "snowflake":
+    if check_dsn(dsn) == "snowflake":
         from spanbench.control.snowflake import SnowflakeControlStore
 
         return await SnowflakeControlStore.open(dsn, settings)

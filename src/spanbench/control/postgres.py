@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from spanbench.control.postgres_schema import DDL, SCHEMA
-from spanbench.control.records import ControlEvent, Heartbeat, RunStatus, TestResult
+from spanbench.control.records import TERMINAL, ControlEvent, Heartbeat, RunStatus, TestResult
 from spanbench.settings import Settings
 from spanbench.targets.pg_errors import connect_error
 
@@ -32,9 +32,14 @@ def channel(run_id: str) -> str:
 
 class PostgresControlStore:
     dialect = "postgresql"
+    pushes_signals = True  # LISTEN/NOTIFY: a waiting worker hears a change at once
 
-    def __init__(self, conn: asyncpg.Connection, timeout: float) -> None:
+    def __init__(self, conn: asyncpg.Connection, timeout: float, dsn: str | None = None,
+                 settings: Settings | None = None) -> None:
         self._conn = conn
+        self._dsn = dsn
+        self._settings = settings
+        self.reconnects = 0
         self._lock = asyncio.Lock()  # one connection, several tasks (heartbeats, polls, inserts)
         self._timeout = timeout
         self._signal = asyncio.Event()
@@ -51,19 +56,44 @@ class PostgresControlStore:
             )
         except Exception as exc:
             raise connect_error(exc, dsn, "control store", settings.connect_timeout) from None
-        return cls(conn, settings.statement_timeout)
+        return cls(conn, settings.statement_timeout, dsn, settings)
+
+    @staticmethod
+    async def _connect(dsn: str, settings: Settings) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            dsn, timeout=settings.connect_timeout, server_settings={"application_name": "spanbench:control"},
+            statement_cache_size=64,
+        )
+
+    async def _ready(self) -> asyncpg.Connection:
+        """The connection, re-opened first if it broke (a restart, a blip): callers hold the lock.
+
+        A statement that failed is not retried here (an event might have been written before
+        the break); the next call finds a fresh connection, and the callers' own bounds
+        (orchestrator_timeout) decide how long a control store may be away.
+        """
+        if self._conn.is_closed() and self._dsn is not None and self._settings is not None:
+            try:
+                conn = await self._connect(self._dsn, self._settings)
+            except Exception as exc:
+                raise connect_error(exc, self._dsn, "control store", self._settings.connect_timeout) from None
+            self._conn = conn
+            self.reconnects += 1
+            for ch in self._listening:
+                await conn.add_listener(ch, self._on_notify)
+        return self._conn
 
     async def _execute(self, sql: str, *args: Any) -> str:
         async with self._lock:
-            return await self._conn.execute(sql, *args, timeout=self._timeout)
+            return await (await self._ready()).execute(sql, *args, timeout=self._timeout)
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self._lock:
-            return await self._conn.fetch(sql, *args, timeout=self._timeout)
+            return await (await self._ready()).fetch(sql, *args, timeout=self._timeout)
 
     async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         async with self._lock:
-            return await self._conn.fetchrow(sql, *args, timeout=self._timeout)
+            return await (await self._ready()).fetchrow(sql, *args, timeout=self._timeout)
 
     async def ensure_schema(self) -> None:
         async with self._lock, self._conn.transaction():
@@ -144,14 +174,34 @@ class PostgresControlStore:
             hb.target_connections, hb.queries, hb.errors, hb.last_error, hb.pid, hb.host,
         )
 
+    async def mark_worker(self, run_id: str, worker_id: str, status: str, reason: str) -> None:
+        """The orchestrator's word on a worker that cannot speak for itself (LOST)."""
+        await self._execute(
+            f"UPDATE {SCHEMA}.worker_heartbeats SET status = $3, last_error = $4 WHERE run_id = $1 AND worker_id = $2",
+            run_id, worker_id, status, reason[:1000],
+        )
+
+    async def abandon_run(self, run_id: str, reason: str) -> bool:
+        """ABANDONED, unless the run already has a final state: the first worker to notice wins."""
+        done = await self._execute(
+            f"UPDATE {SCHEMA}.run_status SET status = 'ABANDONED', cancel_reason = $2, updated_at = now()"
+            f" WHERE run_id = $1 AND status NOT IN ({', '.join(repr(x) for x in sorted(TERMINAL))})",
+            run_id, reason[:1000],
+        )
+        return done.split()[-1] == "1"
+
     async def fetch_heartbeats(self, run_id: str) -> list[Heartbeat]:
-        rows = await self._fetch(f"SELECT * FROM {SCHEMA}.worker_heartbeats WHERE run_id = $1 ORDER BY worker_id", run_id)
+        rows = await self._fetch(
+            f"SELECT *, extract(epoch FROM now() - last_beat)::float8 AS beat_age FROM {SCHEMA}.worker_heartbeats"
+            " WHERE run_id = $1 ORDER BY worker_id", run_id,
+        )
         return [
             Heartbeat(
                 run_id=r["run_id"], worker_id=r["worker_id"], group_id=r["group_id"], status=r["status"],
                 phase=r["phase"], active_connections=r["active_connections"],
                 target_connections=r["target_connections"], queries=r["queries"], errors=r["errors"],
                 last_error=r["last_error"], pid=r["pid"], host=r["host"], last_beat=r["last_beat"],
+                beat_age_s=r["beat_age"],
             )
             for r in rows
         ]
@@ -189,12 +239,26 @@ class PostgresControlStore:
         )
         return [json.loads(r["value"]) for r in rows]
 
+    async def store_value_pool(self, pool_name: str, values: list[Any]) -> None:
+        """Replace a value pool: one DELETE and one array-bound INSERT, in one transaction."""
+        async with self._lock:
+            async with self._conn.transaction():
+                await self._conn.execute(
+                    f"DELETE FROM {SCHEMA}.template_value_pools WHERE pool_name = $1", pool_name, timeout=self._timeout)
+                await self._conn.execute(
+                    f"INSERT INTO {SCHEMA}.template_value_pools (pool_name, ordinal, value)"
+                    " SELECT $1, o::integer - 1, v::jsonb FROM unnest($2::text[]) WITH ORDINALITY AS t(v, o)",
+                    pool_name, [json.dumps(v, default=str) for v in values], timeout=self._timeout)
+
     async def wait_for_signal(self, run_id: str, timeout: float) -> bool:
         ch = channel(run_id)
         if ch not in self._listening:
             async with self._lock:
-                await self._conn.add_listener(ch, self._on_notify)
+                await (await self._ready()).add_listener(ch, self._on_notify)
             self._listening.add(ch)
+        elif self._conn.is_closed():
+            async with self._lock:
+                await self._ready()  # re-LISTENs on the new connection
         try:
             await asyncio.wait_for(self._signal.wait(), timeout)
             return True

@@ -6,21 +6,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# RUN_STATUS.status values
-PREPARING = "PREPARING"
-READY = "READY"
-RUNNING = "RUNNING"
-STOPPING = "STOPPING"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+# The states and events, with their transitions, live in protocol.py; these names are the
+# same values, for the code that reads rows.
+from spanbench.control.protocol import EventType, RunState, WorkerState  # noqa: E402
 
-# RUN_CONTROL_EVENTS.type values
-START = "START"
-STOP = "STOP"
-SET_PHASE = "SET_PHASE"
-SET_TARGET = "SET_TARGET"
+PREPARING = RunState.PREPARING.value
+READY = RunState.READY.value
+RUNNING = RunState.RUNNING.value
+STOPPING = RunState.STOPPING.value
+COMPLETED = RunState.COMPLETED.value
+COMPLETED_WITH_ERRORS = RunState.COMPLETED_WITH_ERRORS.value
+FAILED = RunState.FAILED.value
+CANCELLED = RunState.CANCELLED.value
+ABANDONED = RunState.ABANDONED.value
+LOST = WorkerState.LOST.value
+TERMINAL = frozenset({COMPLETED, COMPLETED_WITH_ERRORS, FAILED, CANCELLED, ABANDONED})
+WORKER_FINAL = frozenset({WorkerState.COMPLETED.value, WorkerState.FAILED.value, WorkerState.ABANDONED.value, LOST})
+
+START = EventType.START.value
+STOP = EventType.STOP.value
+SET_PHASE = EventType.SET_PHASE.value
+SET_TARGET = EventType.SET_TARGET.value
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Heartbeat:
     pid: int | None = None
     host: str | None = None
     last_beat: datetime | None = None
+    beat_age_s: float | None = None  # now - last_beat by the store's clock, when the store says
 
 
 @dataclass

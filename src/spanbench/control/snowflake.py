@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from spanbench.control.records import ControlEvent, Heartbeat, RunStatus, TestResult
+from spanbench.control.records import TERMINAL, ControlEvent, Heartbeat, RunStatus, TestResult
 from spanbench.errors import TargetError
 from spanbench.settings import Settings
 from spanbench.targets.snowflake import (
@@ -175,6 +175,7 @@ class _Session:
 
 class SnowflakeControlStore:
     dialect = "snowflake"
+    pushes_signals = False  # workers find changes by polling RUN_STATUS
 
     def __init__(self, dsn: SnowflakeDsn, settings: Settings) -> None:
         self.dsn = dsn
@@ -462,6 +463,21 @@ class SnowflakeControlStore:
             f" WHEN NOT MATCHED THEN INSERT ({', '.join(names)}) VALUES ({', '.join('s.' + n for n in names)})"
         )
         await self._call("heartbeat", lambda cur: cur.execute(sql, values))
+
+    async def mark_worker(self, run_id: str, worker_id: str, status: str, reason: str) -> None:
+        sql = f"UPDATE {HEARTBEATS} SET status = ?, last_error = ? WHERE run_id = ? AND worker_id = ?"
+        await self._call("mark_worker", lambda cur: cur.execute(sql, (status, reason[:1000], run_id, worker_id)))
+
+    async def abandon_run(self, run_id: str, reason: str) -> bool:
+        final = ", ".join(f"'{x}'" for x in sorted(TERMINAL))
+        sql = (f"UPDATE {RUN_STATUS} SET status = 'ABANDONED', cancel_reason = ?, updated_at = CURRENT_TIMESTAMP()"
+               f" WHERE run_id = ? AND status NOT IN ({final})")
+
+        def blocking(cur: Any) -> bool:
+            cur.execute(sql, (reason[:1000], run_id))
+            return (cur.rowcount or 0) > 0
+
+        return await self._call("abandon_run", blocking)
 
     async def fetch_heartbeats(self, run_id: str) -> list[Heartbeat]:
         sql = f"SELECT {_select_list(HEARTBEATS)} FROM {HEARTBEATS} WHERE run_id = ? ORDER BY worker_id"

@@ -42,6 +42,14 @@ class ControlStore(Protocol):
 
     async def fetch_heartbeats(self, run_id: str) -> list[Heartbeat]: ...
 
+    async def mark_worker(self, run_id: str, worker_id: str, status: str, reason: str) -> None:
+        """Set a worker's status for it (the orchestrator marking one LOST)."""
+        ...
+
+    async def abandon_run(self, run_id: str, reason: str) -> bool:
+        """RUN_STATUS → ABANDONED unless already final; True when this call did it (first one wins)."""
+        ...
+
     async def insert_test_result(self, row: TestResult) -> None: ...
 
     async def update_test_result(self, row: TestResult) -> None: ...
@@ -50,6 +58,10 @@ class ControlStore(Protocol):
 
     async def fetch_value_pool(self, pool_name: str) -> list[Any]:
         """Sampled values from TEMPLATE_VALUE_POOLS (empty when none were loaded)."""
+        ...
+
+    async def store_value_pool(self, pool_name: str, values: list[Any]) -> None:
+        """Replace the pool's values in TEMPLATE_VALUE_POOLS (``spanbench pools build``)."""
         ...
 
     async def wait_for_signal(self, run_id: str, timeout: float) -> bool:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from spanbench.load.query_log import FLUSH_ROWS, QueryLog
 from spanbench.load.query_spans import QuerySpans
 from spanbench.load.state import LoadState
 from spanbench.stats import HIGHEST_NS
-from spanbench.targets.base import QueryFn, TargetConnection
+from spanbench.targets.base import QueryFn, TargetConnection, error_class
 
 
 class ClosedLoop:
@@ -23,15 +27,28 @@ class ClosedLoop:
         state: LoadState,
         *,
         mix: list[int],
-        keys: list[int],
+        args: list[tuple[Any, ...]],
         spans: QuerySpans,
         max_consecutive_errors: int,
+        kinds: list[str] | None = None,
+        query_log: QueryLog | None = None,
     ) -> None:
+        # mix[i] is the kind of execution i, args[i] its bound arguments (workload/plan.py):
+        # one index walks both.
+        if len(mix) != len(args) or not mix:
+            raise ValueError("mix and args must be non-empty and of the same length")
         self.state = state
         self.mix = mix
-        self.keys = keys
+        self.args = args
         self.spans = spans
         self.max_consecutive_errors = max_consecutive_errors
+        self.kinds = kinds or [str(i) for i in range(max(mix) + 1)]
+        # (phase, kind index, error class) -> count: errors are rare, so a dict is cheap here
+        self.error_counts: dict[tuple[str, int, str], int] = {}
+        self.query_log = query_log
+        # Re-opens a broken connection (the worker's pool.reconnect): (index, old connection,
+        # wall ns of the break) -> (connection, query fns); raises when the target is gone.
+        self.reconnect: Callable[[int, TargetConnection, int], Awaitable[tuple[TargetConnection, list[QueryFn]]]] | None = None
 
     async def run_connection(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
         st = self.state
@@ -41,38 +58,66 @@ class ClosedLoop:
             await self._loop(index, conn, fns)
         finally:
             st.active -= 1
+            if st.active == 0 and self.query_log is not None:
+                # The last connection out closes the log and waits for its writer off the loop:
+                # a forked worker ends with os._exit, which would cut a thread short.
+                self.query_log.close()
+                await asyncio.to_thread(self.query_log.join, 30.0)
+
+    def _error(self, k: int, exc: BaseException) -> str:
+        cls = error_class(exc)
+        key = (self.state.phase, k, cls)
+        self.error_counts[key] = self.error_counts.get(key, 0) + 1
+        return cls
+
+    def errors_by_class(self) -> dict[str, dict[str, dict[str, int]]]:
+        """{phase: {kind: {error class: count}}}, as TEST_RESULTS details keep it."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for (phase, k, cls), n in sorted(self.error_counts.items()):
+            out.setdefault(phase, {}).setdefault(self.kinds[k], {})[cls] = n
+        return out
 
     async def _first_query(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
         # The first query of every connection is traced (connection 0's is the worker's
         # ``first_query``): it is where cold caches, lazy session set-up and plan
         # preparation show up.
         st = self.state
-        kind = self.mix[index % len(self.mix)]
-        key = self.keys[(index * 9973) % len(self.keys)]
+        i = (index * 9973) % len(self.mix)
+        kind = self.mix[i]
         t0 = time.perf_counter_ns()
         error: BaseException | None = None
         try:
-            await fns[kind](key)
+            await fns[kind](self.args[i])
         except Exception as exc:
             error = exc
+        except asyncio.CancelledError:
+            self.cut(kind, t0)
+            raise
         t1 = time.perf_counter_ns()
+        cls = ""
         if error is None:
             st.recorders[kind].record(t1 - t0)
         else:
             st.errors[kind] += 1
             st.last_error = _describe(error)
+            cls = self._error(kind, error)
+        if self.query_log is not None:
+            self.query_log.flush([(st.phase, kind, t0, t1, cls)])
         self.spans.emit(kind, index, t0, t1, reason="first", first=index == 0, conn=conn, error=error)
 
     async def _loop(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
         st = self.state
         spans = self.spans
         mix = self.mix
+        args = self.args
         nmix = len(mix)
-        mi = (index + 1) % nmix
-        keys = self.keys
-        nkeys = len(keys)
-        ki = (index * 9973 + 1) % nkeys
+        mi = (index * 9973 + 1) % nmix  # right after this connection's first query
         perf = time.perf_counter_ns
+        # The query log (opt-in): rows buffered here, written by its thread (load/query_log.py).
+        qlog = self.query_log
+        qbuf: list[tuple[str, int, int, int, str]] = []
+        qrate = qlog.sample if qlog is not None else 0.0
+        qacc = 0.0
         slow_ns = spans.slow_ns
         every = spans.every
         # Spread the 1-in-N samples across connections instead of all at query N.
@@ -82,52 +127,85 @@ class ClosedLoop:
         gen = st.gen
         mask, shift, half_mag, half = st.recorders[0].index_constants()
         cap = HIGHEST_NS
-        while not st.stop:
-            if st.gen != gen:
-                gen = st.gen
-                await conn.set_phase(st.phase)
-            k = mix[mi]
-            mi += 1
-            if mi == nmix:
-                mi = 0
-            key = keys[ki]
-            ki += 1
-            if ki == nkeys:
-                ki = 0
-            t0 = perf()
-            try:
-                await fns[k](key)
-            except Exception as exc:
+        try:
+            while not st.stop:
+                if st.gen != gen:
+                    gen = st.gen
+                    await conn.set_phase(st.phase)
+                k = mix[mi]
+                a = args[mi]
+                mi += 1
+                if mi == nmix:
+                    mi = 0
+                t0 = perf()
+                try:
+                    await fns[k](a)
+                except Exception as exc:
+                    t1 = perf()
+                    st.errors[k] += 1
+                    st.last_error = _describe(exc)
+                    cls = self._error(k, exc)
+                    if qlog is not None:
+                        qbuf.append((st.phase, k, t0, t1, cls))
+                    spans.emit(k, index, t0, t1, reason="error", first=False, conn=conn, error=exc)
+                    if self.reconnect is not None and conn.is_broken(exc):
+                        # The connection itself is gone (a restart, a failover): re-open it and
+                        # go on; the outage shows as errors, a stall and pool.reconnect spans.
+                        conn, fns = await self.reconnect(index, conn, spans.wall_ns(t1))
+                        gen = -1  # the new session learns the phase (QUERY_TAG) before its first query
+                        in_a_row = 0
+                        continue
+                    in_a_row += 1
+                    if in_a_row >= self.max_consecutive_errors:
+                        # This connection is broken, or the server is refusing us: stop sending
+                        # to it rather than hammer a database that is already failing.
+                        raise ConnectionAbandoned(index, in_a_row, st.last_error) from None
+                    # Back off (1 ms doubling to 0.5 s) so a failing server is not flooded.
+                    await asyncio.sleep(min(0.001 * (1 << min(in_a_row, 9)), 0.5))
+                    continue
+                except asyncio.CancelledError:
+                    # Still running at the drain deadline: its time so far is a lower bound of
+                    # its latency, and a stall must not vanish with it.
+                    self.cut(k, t0)
+                    raise
                 t1 = perf()
-                st.errors[k] += 1
-                st.last_error = _describe(exc)
-                spans.emit(k, index, t0, t1, reason="error", first=False, conn=conn, error=exc)
-                in_a_row += 1
-                if in_a_row >= self.max_consecutive_errors:
-                    # This connection is broken, or the server is refusing us: stop sending
-                    # to it rather than hammer a database that is already failing.
-                    raise ConnectionAbandoned(index, in_a_row, st.last_error) from None
-                # Back off (1 ms doubling to 0.5 s) so a failing server is not flooded.
-                await asyncio.sleep(min(0.001 * (1 << min(in_a_row, 9)), 0.5))
-                continue
-            t1 = perf()
-            # LatencyRecorder.record, inlined: this line runs once per query.
-            rec = st.recorders[k]
-            ns = t1 - t0
-            if ns > cap:
-                ns = cap
-            b = (ns | mask).bit_length() - shift
-            rec.counts[((b + 1) << half_mag) + (ns >> b) - half] += 1
-            rec.total += 1
-            n += 1
-            if in_a_row:
-                in_a_row = 0
-            if n == next_sample or ns >= slow_ns:
-                if n == next_sample:
-                    next_sample += every
-                    spans.emit(k, index, t0, t1, reason="sample", first=False, conn=conn, error=None)
-                else:
-                    spans.emit(k, index, t0, t1, reason="slow", first=False, conn=conn, error=None)
+                # LatencyRecorder.record, inlined: this line runs once per query.
+                rec = st.recorders[k]
+                ns = t1 - t0
+                if ns > cap:
+                    ns = cap
+                b = (ns | mask).bit_length() - shift
+                rec.counts[((b + 1) << half_mag) + (ns >> b) - half] += 1
+                rec.total += 1
+                n += 1
+                if in_a_row:
+                    in_a_row = 0
+                if qlog is not None:
+                    qacc += qrate
+                    if qacc >= 1.0:
+                        qacc -= 1.0
+                        qbuf.append((st.phase, k, t0, t1, ""))
+                        if len(qbuf) >= FLUSH_ROWS:
+                            qbuf = qlog.flush(qbuf)
+                if n == next_sample or ns >= slow_ns:
+                    if n == next_sample:
+                        next_sample += every
+                        spans.emit(k, index, t0, t1, reason="sample", first=False, conn=conn, error=None)
+                    else:
+                        spans.emit(k, index, t0, t1, reason="slow", first=False, conn=conn, error=None)
+        finally:
+            if qlog is not None:
+                qlog.flush(qbuf)
+
+
+    def cut(self, kind: int, t0: int) -> None:
+        """Record a query cancelled at the drain: elapsed so far, in the phase it was sent in."""
+        st = self.state
+        now = time.perf_counter_ns()
+        phase = st.phase_at(t0)
+        if phase is not None:
+            phase.recorders[kind].record(now - t0)
+            phase.cut += 1
 
 
 class ConnectionAbandoned(Exception):

@@ -40,6 +40,7 @@ class QuerySpans:
         self.left = cap if enabled else 0
         self.skipped = 0  # samples past the cap: counted, so the report can say so
         self.first_query_wall_ns: int | None = None
+        self.start_unix_ns: int | None = None  # the run's START instant, when known
         # perf_counter_ns -> Unix ns, fixed once so span times agree with each other.
         self._offset = time.time_ns() - time.perf_counter_ns()
         self._static = [
@@ -50,6 +51,8 @@ class QuerySpans:
                 "db.collection.name": q.collection,
                 "server.address": server_address,
                 "spanbench.query_kind": q.kind,
+                # READ or WRITE, from the scenario's `operation` or the SQL's first keyword
+                **({"spanbench.query.access": q.access} if q.access else {}),
             }
             for q in queries
         ]
@@ -83,6 +86,9 @@ class QuerySpans:
         attrs = dict(self._static[kind])
         attrs["spanbench.connection"] = conn_index
         attrs["spanbench.sample_reason"] = reason
+        if first and self.start_unix_ns is not None:
+            # START → this worker's first query, as TraceQL can filter on it
+            attrs["spanbench.start_to_first_query_ms"] = (t0 + self._offset - self.start_unix_ns) / 1e6
         qid = conn.last_query_id()
         if qid:
             attrs["db.snowflake.query_id"] = qid

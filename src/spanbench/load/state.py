@@ -18,11 +18,12 @@ PHASES = (WARMUP, MEASUREMENT, COOLDOWN)
 
 
 class PhaseData:
-    __slots__ = ("recorders", "errors", "entered_ns", "left_ns")
+    __slots__ = ("recorders", "errors", "entered_ns", "left_ns", "cut")
 
     def __init__(self, kinds: int) -> None:
         self.recorders = [LatencyRecorder() for _ in range(kinds)]
         self.errors = [0] * kinds
+        self.cut = 0  # queries still running at the drain, recorded with their time so far
         self.entered_ns: int | None = None  # perf_counter_ns when this phase began here
         self.left_ns: int | None = None
 
@@ -63,6 +64,15 @@ class LoadState:
         self.errors = data.errors
         self.phase = phase
         self.gen += 1
+
+    def phase_at(self, perf_ns: int) -> PhaseData | None:
+        """The phase that was current at ``perf_ns`` (a query's send time)."""
+        best = None
+        for data in self.phases.values():
+            if data.entered_ns is not None and data.entered_ns <= perf_ns:
+                if best is None or data.entered_ns > best.entered_ns:  # type: ignore[operator]
+                    best = data
+        return best or self.phases[WARMUP]
 
     def request_stop(self, reason: str) -> None:
         if not self.stop:

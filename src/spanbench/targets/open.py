@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from spanbench.dsn import dsn_system
+from spanbench.dsn import check_dsn
 from spanbench.settings import Settings
 from spanbench.targets.base import Target
 
 
 async def open_target(dsn: str, settings: Settings) -> Target:
-    if dsn_system(dsn) == "snowflake":
+    if check_dsn(dsn) == "snowflake":
         from spanbench.targets.snowflake import SnowflakeTarget
 
         return await SnowflakeTarget.open(dsn, settings)

@@ -10,9 +10,8 @@ import asyncpg
 import asyncpg.prepared_stmt
 
 from spanbench.settings import Settings
-from spanbench.targets.base import QueryFn, QuerySpec, TableProfile
+from spanbench.targets.base import QueryFn, QuerySpec
 from spanbench.targets.pg_errors import connect_error
-from spanbench.workload import demo
 
 
 # asyncpg releases whose protocol.bind_execute(state, args, portal, limit, return_extra, timeout)
@@ -21,25 +20,66 @@ _FAST_PATH_VERSIONS = ("0.29.", "0.30.", "0.31.", "0.32.")
 
 
 def bind_execute_fn(conn: asyncpg.Connection, stmt: asyncpg.prepared_stmt.PreparedStatement) -> QueryFn:
-    """A QueryFn that goes straight to asyncpg's protocol.
+    """A QueryFn, ``await fn(args)``, that goes straight to asyncpg's protocol.
 
     ``PreparedStatement.fetchval`` passes every call through a guard wrapper, two more
     coroutines and a lambda before it reaches ``protocol.bind_execute``; calling that
     directly saves 4–6 µs of client CPU per query (about a tenth of it; measured on this
     2-core machine against the embedded server). What the layers add, a benchmark does not
     need: the connection is never shared, and the table's schema does not change under it.
+    ``args`` is the tuple asyncpg binds, passed as it is: nothing is built per call. Every
+    row is fetched (limit 0), so a query that returns many costs what it costs.
     """
     proto = getattr(conn, "_protocol", None)
     state = getattr(stmt, "_state", None)
     bind = getattr(proto, "bind_execute", None)
     if bind is None or state is None or not asyncpg.__version__.startswith(_FAST_PATH_VERSIONS):
-        return stmt.fetchval
+        async def slow(args: tuple[object, ...], _stmt=stmt) -> object:
+            rows = await _stmt.fetch(*args)
+            return rows[0][0] if rows and len(rows[0]) else None
 
-    async def fetch(key: object, _bind=bind, _state=state, _stmt=stmt) -> object:  # _stmt keeps it alive
-        rows, _, _ = await _bind(_state, (key,), "", 1, True, None)
+        return slow
+
+    async def fetch(args: tuple[object, ...], _bind=bind, _state=state, _stmt=stmt) -> object:  # _stmt keeps it alive
+        rows, _, _ = await _bind(_state, args, "", 0, True, None)
         return rows[0][0] if rows else None
 
     return fetch
+
+
+def transaction_fn(conn: asyncpg.Connection, fns: list[QueryFn], begin: QueryFn, commit: QueryFn) -> QueryFn:
+    """BEGIN, each statement with its own tuple of ``args``, COMMIT: one call, one latency.
+
+    BEGIN and COMMIT are prepared statements too (one extended-protocol round trip each,
+    as pgbench's ``-M prepared`` sends them). On any error the transaction is rolled back
+    before the error goes up, so the connection is ready for the next execution.
+    """
+    empty: tuple[object, ...] = ()
+
+    async def transaction(args: tuple[tuple[object, ...], ...], _fns=fns, _begin=begin, _commit=commit) -> object:
+        await _begin(empty)
+        try:
+            for fn, a in zip(_fns, args):
+                await fn(a)
+            return await _commit(empty)
+        except BaseException:
+            if conn.is_in_transaction():
+                try:
+                    await conn.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the statement's error is the one to report
+                    pass
+            raise
+
+    return transaction
+
+
+# The server went away or threw us out: the session is over, a new one must be opened.
+_BROKEN = (
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError,  # 57P01-03
+    asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+    ConnectionError, OSError,
+)
 
 
 class PostgresConnection:
@@ -49,7 +89,16 @@ class PostgresConnection:
         self.conn = conn
 
     async def prepare(self, queries: Sequence[QuerySpec]) -> list[QueryFn]:
-        return [bind_execute_fn(self.conn, await self.conn.prepare(q.sql)) for q in queries]
+        out: list[QueryFn] = []
+        for q in queries:
+            if q.is_transaction:
+                fns = [bind_execute_fn(self.conn, await self.conn.prepare(sql)) for sql in q.statements]
+                begin = bind_execute_fn(self.conn, await self.conn.prepare("BEGIN"))
+                commit = bind_execute_fn(self.conn, await self.conn.prepare("COMMIT"))
+                out.append(transaction_fn(self.conn, fns, begin, commit))
+            else:
+                out.append(bind_execute_fn(self.conn, await self.conn.prepare(q.sql)))
+        return out
 
     async def set_phase(self, phase: str) -> None:
         # PostgreSQL has no per-query tag; application_name was set at connect time.
@@ -58,8 +107,15 @@ class PostgresConnection:
     def last_query_id(self) -> str | None:
         return None
 
+    def is_broken(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means this connection is gone (not just this query failed)."""
+        return self.conn.is_closed() or isinstance(exc, _BROKEN)
+
     async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
         return await self.conn.fetchrow(sql, *args)
+
+    async def fetch_all(self, sql: str, params: Sequence[object] | None = None) -> list[tuple[object, ...]]:
+        return [tuple(r) for r in await self.conn.fetch(sql, *(params or ()))]
 
     async def close(self) -> None:
         try:
@@ -78,6 +134,7 @@ class PostgresTarget:
         parts = urlsplit(dsn)
         self.server_address = parts.hostname or "localhost"
         self.server_port = parts.port
+        self._admin: PostgresConnection | None = None
 
     @classmethod
     async def open(cls, dsn: str, settings: Settings) -> "PostgresTarget":
@@ -103,41 +160,16 @@ class PostgresTarget:
             raise connect_error(exc, self._dsn, "target", timeout) from None
         return PostgresConnection(conn)
 
-    async def profile_table(self, conn: PostgresConnection, table: str, key: str) -> TableProfile:  # type: ignore[override]
-        row = await conn.fetchrow(f"SELECT min({key}) AS lo, max({key}) AS hi, count(*) AS n FROM {table}")
-        assert row is not None
-        return TableProfile(table=table, min_key=row["lo"] or 0, max_key=row["hi"] or 0, rows=row["n"])
-
-    async def demo_table_exists(self) -> bool:
-        conn = await self.connect(tag={"role": "setup"})
-        try:
-            return bool(await conn.conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {demo.TABLE})"))
-        except asyncpg.UndefinedTableError:
-            return False
-        finally:
-            await conn.close()
-
-    async def init_demo_table(self, rows: int) -> None:
-        conn = await self.connect(tag={"role": "init"})
-        try:
-            async with conn.conn.transaction():
-                await conn.conn.execute(f"DROP TABLE IF EXISTS {demo.TABLE}")
-                await conn.conn.execute(
-                    f"CREATE TABLE {demo.TABLE} (aid integer NOT NULL, bid integer NOT NULL,"
-                    " abalance integer NOT NULL, filler character(84)) WITH (fillfactor = 100)"
-                )
-                await conn.conn.execute(
-                    f"INSERT INTO {demo.TABLE} (aid, bid, abalance, filler)"
-                    " SELECT g, (g - 1) / 100000 + 1, 0, '' FROM generate_series(1, $1) AS g",
-                    rows,
-                )
-                await conn.conn.execute(f"ALTER TABLE {demo.TABLE} ADD PRIMARY KEY (aid)")
-            await conn.conn.execute(f"VACUUM ANALYZE {demo.TABLE}")
-        finally:
-            await conn.close()
+    async def admin(self) -> PostgresConnection:
+        """One connection for setup work, opened on first use and closed with the target."""
+        if self._admin is None:
+            self._admin = await self.connect(tag={"role": "setup"})
+        return self._admin
 
     async def resume_warehouse(self) -> None:
         return None
 
     async def close(self) -> None:
-        return None
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.close()

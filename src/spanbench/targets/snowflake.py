@@ -33,7 +33,8 @@ from opentelemetry import trace
 
 from spanbench.errors import ConfigError, TargetError
 from spanbench.settings import Settings
-from spanbench.targets.base import QueryFn, QuerySpec, TableProfile
+from spanbench.sql import first_keyword, placeholders
+from spanbench.targets.base import QueryFn, QuerySpec
 from spanbench.targets.snowflake_dsn import SnowflakeDsn, parse_snowflake_dsn
 
 T = TypeVar("T")
@@ -175,19 +176,37 @@ class SnowflakeConnection:
     def _query_fn(self, loop: asyncio.AbstractEventLoop, spec: QuerySpec) -> QueryFn:
         cur, sql, run_in = self._cursor, spec.sql, loop.run_in_executor
         ex = self._executor
-        if spec.operation == "SELECT":
+        if spec.is_transaction:
+            statements = spec.statements
 
-            def blocking(key: int) -> Any:
-                cur.execute(sql, (key,))
+            def blocking(args: tuple[Any, ...]) -> Any:
+                # One round trip per statement, as on PostgreSQL; ROLLBACK on any error so the
+                # session is clean for the next execution.
+                cur.execute("BEGIN")
+                try:
+                    for text, a in zip(statements, args):
+                        cur.execute(text, a)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    try:
+                        cur.execute("ROLLBACK")
+                    except Exception:  # noqa: BLE001 - the statement's error is the one to report
+                        pass
+                    raise
+                return cur.rowcount
+        elif first_keyword(sql) in ("SELECT", "WITH", "SHOW"):
+
+            def blocking(args: tuple[Any, ...]) -> Any:
+                cur.execute(sql, args)
                 return cur.fetchall()
         else:
 
-            def blocking(key: int) -> Any:
-                cur.execute(sql, (key,))
+            def blocking(args: tuple[Any, ...]) -> Any:
+                cur.execute(sql, args)
                 return cur.rowcount
 
-        async def query(key: int) -> Any:
-            return await run_in(ex, blocking, key)
+        async def query(args: tuple[Any, ...]) -> Any:
+            return await run_in(ex, blocking, args)
 
         query.__qualname__ = f"snowflake.{spec.kind}"
         return query
@@ -212,6 +231,16 @@ class SnowflakeConnection:
                 return False  # fakesnow: the statement reached the server, which has no QUERY_TAG
             raise TargetError(f"cannot set QUERY_TAG: {describe_error(exc, self._target.dsn)}") from None
         return True
+
+    def is_broken(self, exc: BaseException) -> bool:
+        """A session that is closed, or a failure of the network or the login, not of the query."""
+        from snowflake.connector.errors import DatabaseError, OperationalError
+
+        raw_closed = getattr(self._raw, "is_closed", None)
+        closed = bool(raw_closed()) if callable(raw_closed) else False
+        # 390xxx: session and authentication errors (an expired or dropped session).
+        session = isinstance(exc, DatabaseError) and str(getattr(exc, "errno", "")).startswith("390")
+        return self._closed or closed or isinstance(exc, OperationalError) or session
 
     def last_query_id(self) -> str | None:
         return self._cursor.sfqid
@@ -304,24 +333,30 @@ class SnowflakeTarget:
         return conn
 
     async def validate_query(self, conn: SnowflakeConnection, spec: QuerySpec) -> None:
-        """Compile each query text once per process (a describe-only request): fail before START."""
-        fut = self._validated.get(spec.sql)
+        """Compile each statement once per process (a describe-only request): fail before START."""
+        for sql in spec.statements or (spec.sql,):
+            await self._validate_statement(conn, spec.kind, sql)
+
+    async def _validate_statement(self, conn: SnowflakeConnection, kind: str, sql: str) -> None:
+        fut = self._validated.get(sql)
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
-            self._validated[spec.sql] = fut
+            self._validated[sql] = fut
+            # NULL for every placeholder: the statement compiles whatever the parameters' types.
+            nulls = (None,) * placeholders(sql, "snowflake")[0]
 
             def blocking() -> None:
                 cur = conn._raw.cursor()  # not the hot cursor: leave its sfqid alone
                 try:
-                    cur.describe(spec.sql, (1,))
+                    cur.describe(sql, nulls)
                 finally:
                     cur.close()
 
             try:
                 await conn.run(blocking)
             except Exception as exc:  # noqa: BLE001
-                err = TargetError(f"query {spec.kind!r} does not compile on Snowflake: {describe_error(exc, self.dsn)}")
-                del self._validated[spec.sql]
+                err = TargetError(f"query {kind!r} does not compile on Snowflake: {describe_error(exc, self.dsn)}")
+                del self._validated[sql]
                 fut.set_exception(err)
                 fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
                 raise err from None
@@ -330,7 +365,7 @@ class SnowflakeTarget:
         await asyncio.shield(fut)
 
     async def admin(self) -> SnowflakeConnection:
-        """A connection for setup work (demo table, warehouse), opened on first use."""
+        """A connection for setup work (demo table, value pools, warehouse), opened on first use."""
         async with self._admin_lock:
             if self._admin is None:
                 conn = await self.connect(phase="SETUP", tag={"role": "admin"})
@@ -338,53 +373,6 @@ class SnowflakeTarget:
                     await conn.run(ensure_emulator_schema, conn._raw, self.dsn)
                 self._admin = conn
             return self._admin
-
-    async def profile_table(self, conn: SnowflakeConnection, table: str, key: str) -> TableProfile:
-        k, t = ident(key), ident(table)
-        rows = await conn.fetch_all(f"SELECT MIN({k}), MAX({k}), COUNT(*) FROM {t}")
-        lo, hi, count = rows[0]
-        if not count:
-            raise TargetError(f"table {table} on {self.server_address} is empty: run `spanbench init` first")
-        return TableProfile(table=table, min_key=int(lo), max_key=int(hi), rows=int(count))
-
-    async def demo_table_exists(self) -> bool:
-        from snowflake.connector.errors import ProgrammingError
-
-        from spanbench.workload.demo import TABLE
-
-        admin = await self.admin()
-        try:
-            rows = await admin.fetch_all(f"SELECT COUNT(*) FROM {ident(TABLE)}")
-        except ProgrammingError as exc:
-            if exc.errno == 2003:  # does not exist or not authorized
-                return False
-            raise TargetError(f"cannot read {TABLE}: {describe_error(exc, self.dsn)}") from None
-        return bool(rows[0][0])
-
-    async def init_demo_table(self, rows: int) -> None:
-        """pgbench_accounts' shape: aid 1..rows without gaps, bid per 100 000 rows, 84-char filler."""
-        from snowflake.connector.errors import Error as SnowflakeError
-
-        from spanbench.workload.demo import TABLE
-
-        n = int(rows)
-        if n <= 0:
-            raise ConfigError("rows must be positive")
-        t = ident(TABLE)
-        admin = await self.admin()
-        statements = [
-            f"CREATE OR REPLACE TABLE {t} (aid INTEGER NOT NULL PRIMARY KEY, bid INTEGER NOT NULL,"
-            " abalance INTEGER NOT NULL, filler VARCHAR(84))",
-            # SEQ4() may have gaps; ROW_NUMBER() over it does not. GENERATOR takes no bind.
-            f"INSERT INTO {t} (aid, bid, abalance, filler)"
-            " SELECT n, FLOOR((n - 1) / 100000) + 1, 0, REPEAT(' ', 84)"
-            f" FROM (SELECT ROW_NUMBER() OVER (ORDER BY SEQ4()) AS n FROM TABLE(GENERATOR(ROWCOUNT => {n})))",
-        ]
-        for sql in statements:
-            try:
-                await admin.fetch_all(sql)
-            except SnowflakeError as exc:
-                raise TargetError(f"cannot create {TABLE}: {describe_error(exc, self.dsn)}") from None
 
     async def resume_warehouse(self) -> None:
         """ALTER WAREHOUSE … RESUME IF SUSPENDED, then poll SHOW WAREHOUSES until STARTED (bounded).

@@ -134,7 +134,9 @@ class Telemetry:
             attrs["service.name"] = service_name
         attrs.update(attributes or {})
         self.resource = Resource.create(attrs)
-        self._provider = TracerProvider(resource=self.resource)
+        # No SDK atexit shutdown: ours (shutdown) is bounded; the SDK's would wait again on a
+        # collector that hangs, after the run has already given up on it.
+        self._provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
         self._provider.add_span_processor(self._ends)
         if trace_file is not None:
             self._add("file", OtlpJsonLinesExporter(trace_file))

@@ -8,6 +8,7 @@ import time
 from spanbench.settings import Settings
 from spanbench.targets.embedded import EmbeddedPostgres
 from spanbench.targets.open import open_target
+from spanbench.workload.demo import init_demo_table
 
 
 async def init_demo(settings: Settings) -> float:
@@ -20,7 +21,7 @@ async def init_demo(settings: Settings) -> float:
         t0 = time.monotonic()
         target = await open_target(dsn, settings)
         try:
-            await target.init_demo_table(settings.rows)
+            await init_demo_table(target, settings.rows)
         finally:
             await target.close()
         return time.monotonic() - t0
