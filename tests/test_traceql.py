@@ -29,9 +29,9 @@ from support.traceql import (
 README = ROOT / "README.md"
 
 # README: the Grafana/Tempo step of the compose walkthrough (1), "TraceQL for runs": runs (5),
-# start-up (5), START → first query (2), errors and queries (3), TraceQL metrics (3), and
-# the `spanbench gaps --query` example (1).
-README_RECIPES = 20
+# start-up (5), START → first query (2), trouble (5), errors and queries (3), TraceQL
+# metrics (3), and the `spanbench gaps --query` example (1).
+README_RECIPES = 25
 # deploy/: the dashboard's three Explore links (every run, this run, START → first query).
 DEPLOY_RECIPES = 3
 # deploy/: trace-to-metrics tags of the Tempo and Jaeger data sources.
@@ -40,12 +40,15 @@ DEPLOY_ATTRIBUTES = 2
 # Attributes a recipe may use that a clean, short run's trace does not hold, and why.
 CONDITIONAL_ATTRIBUTES = {
     "error.type": "set on a query span only when its query failed (load/query_spans.py); a clean run has none",
+    "reconnect.attempts": "on pool.reconnect spans, which exist only when a connection broke (worker.py)",
+    "reconnect.outcome": "on pool.reconnect spans, which exist only when a connection broke (worker.py)",
+}
+# Spans a recipe may name that a clean, short run does not have, and why.
+CONDITIONAL_SPANS = {
+    "pool.reconnect": "a broken target connection re-opened (worker.py pool_reconnect); tests/test_trouble.py makes them",
 }
 # Attributes recipes use before the code that sets them has landed.
-PENDING_ATTRIBUTES = {
-    "spanbench.start_to_first_query_ms": "added by the lead, present after the fidelity change: a double (ms) "
-                                         "on each worker's first_query span and on the run span (the worst worker's)",
-}
+PENDING_ATTRIBUTES: dict[str, str] = {}
 
 READ_ME, README_STRAYS = readme_recipes(README.read_text(encoding="utf-8"))
 DEPLOY, DEPLOY_ATTRS, DEPLOY_STRAYS = deploy_recipes()
@@ -233,7 +236,7 @@ def problems(model: TraceModel, parsed: dict[str, Any]) -> list[str]:
     """What a parsed recipe uses that the run's trace does not hold (conditional attributes aside)."""
     out = []
     for c in parsed["comparisons"]:
-        if c["field"] in ("name", "span:name") and c["value"] not in model.span_names:
+        if c["field"] in ("name", "span:name") and c["value"] not in model.span_names | set(CONDITIONAL_SPANS):
             out.append(f"no span is named {c['value']!r}")
         if c["field"] in ("resource.service.name", 'resource."service.name"') and c["op"] == "=" \
                 and c["value"] not in model.services:
@@ -243,6 +246,8 @@ def problems(model: TraceModel, parsed: dict[str, Any]) -> list[str]:
         key = attr["name"]
         if key in CONDITIONAL_ATTRIBUTES or (key in PENDING_ATTRIBUTES and not model.has(None, key, [])):
             return  # once a pending attribute is in the trace, it is checked like any other
+        # A conditional span is made by a worker: its resource attributes are the worker's.
+        names = ["worker" if n in CONDITIONAL_SPANS and attr["scope"] == "resource" else n for n in names]
         if not model.has(attr["scope"], key, names):
             on = f" on {' or '.join(names)} spans" if names else ""
             out.append(f"{attr['text']}: no {attr['scope'] or 'span or resource'} attribute {key!r}{on}")

@@ -146,6 +146,15 @@ class Orchestrator:
             worst = max((w.get("start_to_first_query_ms") or 0.0 for w in self.results.get("workers", [])), default=None)
             if worst is not None:
                 run_span.set_attribute("spanbench.start_to_first_query_ms", float(worst))
+            if self.results:
+                # What kept the run from being clean, for TraceQL: { name = "run" && ."spanbench.stalls" > 0 }
+                m = self.results.get("measurement", {})
+                run_span.set_attributes({
+                    "spanbench.stalls": len(self.results.get("stalls") or []),
+                    "spanbench.errors": int(m.get("errors") or 0),
+                    "spanbench.queries_cut": int(m.get("cut") or 0),
+                    "spanbench.workers_lost": len(self.lost),
+                })
             if self.reason:
                 run_span.set_status(trace.Status(trace.StatusCode.ERROR, self.reason))
             with contextlib.suppress(Exception):
@@ -368,8 +377,9 @@ class Orchestrator:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + _BEAT_S
                     beats = await self._beat_and_look()
-                    self.progress.update(phase, seconds - left, seconds, beats,
-                                         run_elapsed_s=(time.time_ns() - self.start_unix_ns) / 1e9)
+                    run_s = (time.time_ns() - self.start_unix_ns) / 1e9
+                    p99 = await self._phase_p99(phase) if self.progress.line_due(run_s) else None
+                    self.progress.update(phase, seconds - left, seconds, beats, run_elapsed_s=run_s, p99_ms=p99)
                 await asyncio.sleep(min(left, 0.1))
 
     async def orchestrator_stop(self) -> None:
@@ -542,6 +552,19 @@ class Orchestrator:
                                     f"{what} within {self.s.orchestrator_timeout:g}s ({type(exc).__name__})") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    async def _phase_p99(self, phase: str) -> float | None:
+        """p99 of ``phase`` so far, all kinds, merged exactly from the workers' latest flushes."""
+        from spanbench.stats import decode, merge, summarize
+
+        assert self.control is not None
+        try:
+            rows = await asyncio.wait_for(self.control.fetch_test_results(self.run_id), 2.0)
+        except Exception:
+            return None
+        hs = [decode(text) for r in rows if r.scope == "WORKER" for text in (r.histograms or {}).get(phase, {}).values()]
+        merged = merge(hs)
+        return summarize(merged).p99_ms if merged.get_total_count() else None
 
     async def _beat_and_look(self) -> list[Heartbeat]:
         """The orchestrator's beat and a look at the workers', riding out a control-store blip:

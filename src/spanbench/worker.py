@@ -428,7 +428,9 @@ class Worker:
     async def test_results_insert(self) -> None:
         assert self.control is not None
         with self.tracer.start_as_current_span("test_results.insert", context=self.ctx):
-            await self.control.insert_test_result(
+            # An upsert that never replaces a final row: if this lands late (a slow Snowflake
+            # statement), it can neither duplicate nor overwrite the worker's results.
+            await self.control.update_test_result(
                 TestResult(run_id=self.args.run_id, worker_id=self.worker_id, scope="WORKER", status="RUNNING",
                            started_at=self.started_at)
             )
@@ -669,7 +671,9 @@ class Worker:
         s, st = self.settings, self.state
         next_beat = time.monotonic() + s.heartbeat_interval
         next_sample = time.monotonic()
-        next_flush = time.monotonic() + s.flush_interval
+        # The first flush a little early: the orchestrator's progress lines (every 5 s by
+        # default, as flushes are) then find a fresh histogram for their p99.
+        next_flush = time.monotonic() + 0.9 * s.flush_interval
         while not st.stop:
             now = time.monotonic()
             if now >= next_sample:

@@ -214,7 +214,9 @@ class PostgresControlStore:
             " ON CONFLICT (run_id, worker_id) DO UPDATE SET scope = EXCLUDED.scope, status = EXCLUDED.status,"
             " started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, queries = EXCLUDED.queries,"
             " errors = EXCLUDED.errors, qps = EXCLUDED.qps, measurement_seconds = EXCLUDED.measurement_seconds,"
-            " latency = EXCLUDED.latency, histograms = EXCLUDED.histograms, details = EXCLUDED.details",
+            " latency = EXCLUDED.latency, histograms = EXCLUDED.histograms, details = EXCLUDED.details"
+            # A RUNNING row (the first insert, a flush) that lands late never replaces a final one.
+            f" WHERE EXCLUDED.status <> 'RUNNING' OR {SCHEMA}.test_results.status = 'RUNNING'",
             *_result_args(row),
         )
 

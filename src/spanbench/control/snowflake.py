@@ -505,7 +505,8 @@ class SnowflakeControlStore:
         sql = (
             f"MERGE INTO {RESULTS} t USING (SELECT {source}) s"
             " ON t.run_id = s.run_id AND t.worker_id = s.worker_id"
-            f" WHEN MATCHED THEN UPDATE SET {updates}"
+            # A RUNNING row (the first insert, a flush) that lands late never replaces a final one.
+            f" WHEN MATCHED AND (s.status <> 'RUNNING' OR t.status = 'RUNNING') THEN UPDATE SET {updates}"
             f" WHEN NOT MATCHED THEN INSERT ({', '.join(names)}) VALUES ({', '.join('s.' + n for n in names)})"
         )
         values = [_to_db(getattr(row, name), js) for name, _, js in cols]

@@ -101,8 +101,12 @@ class RunProgress:
         """The load's START instant: where every worker's counts begin at zero."""
         self.rates = BeatRates(start_unix_ns / 1e9)
 
+    def line_due(self, run_elapsed_s: float) -> bool:
+        """Whether a plain line may be printed now (the caller then fetches its p99)."""
+        return self.mode == "lines" and self._next_line_s is not None and run_elapsed_s + 1e-6 >= self._next_line_s
+
     def update(self, phase: str, elapsed_s: float, total_s: float, beats: list[Heartbeat], *,
-               run_elapsed_s: float | None = None) -> None:
+               run_elapsed_s: float | None = None, p99_ms: float | None = None) -> None:
         if not self.enabled:
             return
         self.rates.add(beats)
@@ -125,8 +129,10 @@ class RunProgress:
             return
         self._printed = latest
         self._next_line_s += self.interval_s * max(1, int((clock - self._next_line_s) // self.interval_s) + 1)
-        print(f"progress: {phase.lower()} {elapsed_s:.1f}/{total_s:.1f} s, {self.rates.rate(self.interval_s):,.1f} q/s, "
-              f"{self.rates.errors():,} errors, {connections} connections", file=self._stream, flush=True)
+        # p99 over the phase so far, merged exactly from the workers' last flushes
+        p99 = "" if p99_ms is None else f", p99 {p99_ms:,.3f} ms"
+        print(f"progress: {phase.lower()} {elapsed_s:.1f}/{total_s:.1f} s, {self.rates.rate(self.interval_s):,.1f} q/s"
+              f"{p99}, {self.rates.errors():,} errors, {connections} connections", file=self._stream, flush=True)
 
     def _live(self, text: str) -> None:
         if self._status is None:

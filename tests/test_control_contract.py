@@ -1,0 +1,142 @@
+"""One contract, both control stores: the same calls give the same answers on PostgreSQL
+(embedded) and on Snowflake (the real connector against fakesnow on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from spanbench.control import records as rec
+from spanbench.control.protocol import RUN_FINAL, RunState, WorkerState, run_may_become, worker_may_become
+from spanbench.control.records import Heartbeat, RunStatus
+from spanbench.control.records import TestResult as ResultRow
+from spanbench.settings import Settings
+
+SETTINGS = Settings(statement_timeout=30, connect_timeout=10)
+
+
+@pytest.fixture(params=["postgresql", "snowflake"])
+def open_store(request: pytest.FixtureRequest) -> Callable[[], Awaitable[Any]]:
+    if request.param == "postgresql":
+        dsn = request.getfixturevalue("pg_dsn")
+
+        async def pg() -> Any:
+            from spanbench.control.postgres import PostgresControlStore
+
+            store = await PostgresControlStore.open(dsn, SETTINGS)
+            await store.ensure_schema()
+            return store
+
+        return pg
+    fakesnow = request.getfixturevalue("fakesnow")
+
+    async def sf() -> Any:
+        from spanbench.control.snowflake import SnowflakeControlStore
+
+        store = await SnowflakeControlStore.open(fakesnow.dsn(), SETTINGS)
+        await store.ensure_schema()
+        return store
+
+    return sf
+
+
+def _run(run_id: str) -> RunStatus:
+    return RunStatus(run_id=run_id, status=rec.PREPARING, phase=None, scenario={"workers": 2},
+                     traceparent=None, workers_expected=2)
+
+
+def _row(run_id: str, status: str, queries: int) -> ResultRow:
+    return ResultRow(run_id=run_id, worker_id="w0", scope="WORKER", status=status, queries=queries,
+                     started_at=datetime.now(timezone.utc), details={"partial": status == "RUNNING"})
+
+
+def test_a_late_running_row_never_replaces_a_final_one(open_store) -> None:
+    async def main() -> list[ResultRow]:
+        store = await open_store()
+        run_id = "c-" + secrets.token_hex(4)
+        try:
+            await store.update_test_result(_row(run_id, "RUNNING", 10))   # the first insert
+            await store.update_test_result(_row(run_id, "RUNNING", 500))  # a flush
+            await store.update_test_result(_row(run_id, "COMPLETED", 900))  # the final row
+            await store.update_test_result(_row(run_id, "RUNNING", 20))   # a late insert or flush
+            return await store.fetch_test_results(run_id)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(main())
+    assert len(rows) == 1  # never duplicated
+    assert (rows[0].status, rows[0].queries) == ("COMPLETED", 900)
+
+
+def test_abandon_is_won_once_and_never_over_a_final_state(open_store) -> None:
+    async def main() -> tuple[bool, bool, str, bool, str]:
+        store = await open_store()
+        a, b = "c-" + secrets.token_hex(4), "c-" + secrets.token_hex(4)
+        try:
+            await store.create_run(_run(a))
+            await store.update_run(a, status=rec.RUNNING)
+            first = await store.abandon_run(a, "w0: lost orchestrator")
+            second = await store.abandon_run(a, "w1: lost orchestrator")
+            got = await store.fetch_run_status(a)
+            await store.create_run(_run(b))
+            await store.update_run(b, status=rec.COMPLETED)
+            over_final = await store.abandon_run(b, "w0: late")
+            done = await store.fetch_run_status(b)
+            assert got is not None and done is not None
+            return first, second, f"{got.status}|{got.cancel_reason}", over_final, done.status
+        finally:
+            await store.close()
+
+    first, second, status, over_final, done = asyncio.run(main())
+    assert (first, second) == (True, False)
+    assert status == "ABANDONED|w0: lost orchestrator"
+    assert over_final is False and done == "COMPLETED"
+
+
+def test_mark_worker_and_beat_age(open_store) -> None:
+    async def main() -> list[Heartbeat]:
+        store = await open_store()
+        run_id = "c-" + secrets.token_hex(4)
+        try:
+            await store.heartbeat(Heartbeat(run_id=run_id, worker_id="w1", group_id=1, status="RUNNING", queries=5))
+            await store.mark_worker(run_id, "w1", rec.LOST, "no heartbeat for 3.1s")
+            return await store.fetch_heartbeats(run_id)
+        finally:
+            await store.close()
+
+    [beat] = asyncio.run(main())
+    assert (beat.status, beat.last_error, beat.queries) == ("LOST", "no heartbeat for 3.1s", 5)
+    assert beat.last_beat is not None
+
+
+def test_event_sequence_ids_are_dense_and_ordered(open_store) -> None:
+    async def main() -> list[tuple[int, str]]:
+        store = await open_store()
+        run_id = "c-" + secrets.token_hex(4)
+        try:
+            await store.create_run(_run(run_id))
+            for t in (rec.START, rec.SET_PHASE, rec.STOP):
+                await store.append_event(run_id, t, "RUN", {"t": t})
+            return [(e.seq, e.type) for e in await store.fetch_events(run_id, 0)]
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == [(1, "START"), (2, "SET_PHASE"), (3, "STOP")]
+
+
+def test_the_written_down_transitions() -> None:
+    assert run_may_become("PREPARING", "READY") and run_may_become("STOPPING", "COMPLETED_WITH_ERRORS")
+    assert not run_may_become("COMPLETED", "RUNNING")  # a final state is final
+    assert not run_may_become("READY", "COMPLETED")  # no finishing without running
+    assert all(run_may_become(s, "ABANDONED") for s in ("PREPARING", "READY", "RUNNING", "STOPPING"))
+    assert RUN_FINAL == {RunState.COMPLETED, RunState.COMPLETED_WITH_ERRORS, RunState.FAILED, RunState.CANCELLED,
+                         RunState.ABANDONED}
+    assert set(RUN_FINAL) == set(rec.TERMINAL)
+    assert worker_may_become("RUNNING", "LOST") and not worker_may_become("LOST", "RUNNING")
+    assert {s.value for s in WorkerState if not worker_may_become(s, "RUNNING") and s != "INITIALIZING"} >= {
+        "COMPLETED", "FAILED", "ABANDONED", "LOST"}
