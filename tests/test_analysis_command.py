@@ -8,7 +8,7 @@ import json
 import pytest
 from rich.console import Console
 
-from spanbench.analysis.command import gaps_command
+from spanbench.report.gaps_report import gaps_command
 from support.synthetic import spanbench_run, to_otlp
 from spanbench.errors import ConfigError
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from spanbench.analysis.diff import NameStats, diff_command, diff_runs, diff_traces
+from spanbench.analysis.diff import NameStats, diff_traces
+from spanbench.report.diff_report import diff_command, diff_runs
 from support.synthetic import TraceBuilder, spanbench_run, to_jaeger, to_otlp, to_tempo
 from spanbench.errors import ConfigError
 

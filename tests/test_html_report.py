@@ -364,3 +364,64 @@ def test_trace_only_folder_and_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         write_html_report(bad)
     assert "\n" not in str(err.value)
+
+
+# --- what went wrong: errors by class, stalls, cut queries, partial workers -----------------
+
+
+def _trouble_results(**extra) -> dict:
+    m = {"seconds": 10, "queries": 9000, "errors": 42, "qps": 900.0,
+         "latency": {"point_select": {"count": 9000, "p50_ms": 1, "p95_ms": 2, "p99_ms": 3, "p999_ms": 4, "max_ms": 5,
+                                      "mean_ms": 1.2, "errors": 42, "qps": 900}},
+         "all": {"count": 9000, "p50_ms": 1, "p95_ms": 2, "p99_ms": 3, "p999_ms": 4, "max_ms": 5, "mean_ms": 1.2}}
+    m.update(extra.pop("measurement", {}))
+    return {"run_id": "trouble", "status": "COMPLETED_WITH_ERRORS", "reason": "2 stalls",
+            "settings": {"warmup": 1.0, "duration": 10.0},
+            "timeline": [{"t_s": float(i), "qps": 900.0, "errors_per_s": 0.0} for i in range(11)],
+            "measurement": m, **extra}
+
+
+def test_trouble_sections_show_errors_by_class_stalls_cut_and_partial_workers(tmp_path: Path) -> None:
+    results = _trouble_results(
+        measurement={"cut": 7, "errors_by_class": {"point_select": {"40": 30, "<XX000>": 12}}},
+        stalls=[{"start_s": 4.0, "seconds": 2.0, "kind": "errors+throughput", "min_qps": 3.0, "median_qps": 900.0,
+                 "errors": 40}],
+        partial={"workers": ["w1"], "seconds_missing": {"w1": 2.5}},
+        warnings=["control store unreachable at the end <b>x</b>"],
+    )
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(results))
+    page = write_html_report(folder)
+    text = page.read_text()
+    assert "<XX000>" not in text and "<b>x</b>" not in text  # escaped, as everything from results.json
+    no_external_urls(text)
+    dom = Elements(dump_dom(page, tmp_path))
+    assert dom.root().get("data-ready") == "1"
+    by_class = [e for e in dom.items if e["tag"] == "tr" and e.get("data-class")]
+    # most errors first, each with its kind and count
+    assert [(e["data-kind"], e["data-class"], e["data-count"]) for e in by_class] == [
+        ("point_select", "40", "30"), ("point_select", "<XX000>", "12")]
+    stalls = [e for e in dom.items if e["tag"] == "tr" and "data-start-s" in e]
+    assert [(float(e["data-start-s"]), float(e["data-seconds"]), e["data-kind"]) for e in stalls] == [
+        (4.0, 2.0, "errors+throughput")]
+    cut = next(e for e in dom.items if e.get("id") == "cut")
+    assert cut["data-cut"] == "7"
+    partial = [e for e in dom.items if e["tag"] == "tr" and e.get("data-worker")]
+    assert [e["data-worker"] for e in partial] == ["w1"]
+    cells = [e["_text"] for e in dom.items if e["tag"] == "td"]
+    assert "2.5 s" in cells and "<XX000>" in cells
+    warnings = next(e for e in dom.items if e.get("id") == "warnings")
+    assert warnings
+    assert any("control store unreachable at the end <b>x</b>" in e["_text"] for e in dom.items if e["tag"] == "li")
+
+
+def test_trouble_sections_appear_only_when_present(tmp_path: Path) -> None:
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(_trouble_results(measurement={"cut": 0, "errors_by_class": {}},
+                                                                     stalls=[], partial=None, warnings=[])))
+    text = write_html_report(folder).read_text()
+    for hook in ('id="trouble"', 'id="stalls"', 'id="cut"', 'id="partial"', 'id="warnings"', 'id="errors-by-class"'):
+        assert hook not in text
+    assert 'data-kind="all"' in text  # the page itself is there

@@ -29,6 +29,7 @@ from spanbench.dsn import dsn_system, where_of
 from spanbench.errors import DuplicateRun, RunFailed, SpanbenchError
 from spanbench.launcher import WorkerProcess, can_fork, fork_workers, launch_worker, preload, stop_workers
 from spanbench.load.state import COOLDOWN, MEASUREMENT, WARMUP
+from spanbench.outcome import RunOutcome  # re-exported: the report reads it from spanbench.outcome
 from spanbench.report.progress import RunProgress
 from spanbench.results import find_stalls, merge_results, pick_worker_rows, read_local_rows
 from spanbench.settings import Settings
@@ -46,16 +47,6 @@ _BEAT_S = 0.5
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    run_dir: Path
-    status: str
-    reason: str | None
-    results: dict[str, Any]
-    span_stats: SpanStats = field(default_factory=SpanStats)
 
 
 class Orchestrator:
@@ -86,6 +77,10 @@ class Orchestrator:
         self.lost: dict[str, str] = {}  # workers lost mid-run (on_worker_loss = "continue"): why
         self._lost_to_mark: list[str] = []  # lost, not yet marked LOST in WORKER_HEARTBEATS
         self.early_embedded: EarlyStart | None = None  # the embedded server, started during our imports
+        # The measurement's length: ``duration``, or find-max's steps (shortened when a criterion stops it).
+        load = settings.load
+        self._measure_s = len(load.steps()) * load.step_duration if load.model == "find_max" else settings.duration
+        self.find_max: dict[str, Any] | None = None
 
     def prefork_workers(self) -> None:
         """Fork the local workers now, before the event loop and any thread exist (launcher.py).
@@ -183,8 +178,9 @@ class Orchestrator:
         await self.orchestrator_await_ready()
         await self.orchestrator_start()
         await self.phase("phase.warmup", WARMUP, self.s.warmup, first=True)
-        await self.phase("phase.measurement", MEASUREMENT, self.s.duration)
-        await self.phase("phase.cooldown", COOLDOWN, self.s.cooldown)
+        await self.phase("phase.measurement", MEASUREMENT, self._measure_s)
+        if not (self.find_max and self.find_max.get("stopped_early")):
+            await self.phase("phase.cooldown", COOLDOWN, self.s.cooldown)
         await self.orchestrator_stop()
         await self.orchestrator_collect_results()
 
@@ -335,19 +331,27 @@ class Orchestrator:
         """
         assert self.control is not None
         lead_s = self._start_lead_s()
-        with self.tracer.start_as_current_span("orchestrator.start", context=self.ctx,
-                                               attributes={"spanbench.start.lead_ms": lead_s * 1e3}):
+        span = self.tracer.start_span("orchestrator.start", context=self.ctx,
+                                      attributes={"spanbench.start.lead_ms": lead_s * 1e3})
+        written = 0
+        try:
             self.start_unix_ns = time.time_ns() + int(lead_s * 1e9)
             self.progress.started(self.start_unix_ns)
             start = datetime.fromtimestamp(self.start_unix_ns / 1e9, timezone.utc)
             # The event first: its NOTIFY is what the waiting workers act on.
             await self.control.append_event(
                 self.run_id, rec.START, "RUN",
-                {"start_unix_ns": self.start_unix_ns, "warmup_s": self.s.warmup, "duration_s": self.s.duration,
+                {"start_unix_ns": self.start_unix_ns, "warmup_s": self.s.warmup, "duration_s": self._measure_s,
                  "cooldown_s": self.s.cooldown},
             )
             await self.control.update_run(self.run_id, status=rec.RUNNING, phase=WARMUP, start_time=start, warmup_start=start)
-            await sleep_until_ns(self.start_unix_ns)
+            written = time.time_ns()
+            await sleep_until_ns(self.start_unix_ns, precise=False)  # the workers hold it exactly
+        finally:
+            # The span ends at the instant (where phase.warmup begins), or when the writes did,
+            # if they took longer than the lead.
+            ends = time.time_ns() if self.start_unix_ns is None else max(self.start_unix_ns, written)
+            span.end(end_time=min(ends, time.time_ns()))
 
     def _start_lead_s(self) -> float:
         # Four of the slowest control round trips seen so far (the event's write, the NOTIFY,
@@ -360,10 +364,10 @@ class Orchestrator:
     async def phase(self, name: str, phase: str, seconds: float, *, first: bool = False) -> None:
         """Hold a phase until its absolute end time; the workers switch on the same clock."""
         assert self.control is not None and self.start_unix_ns is not None
-        offsets = {WARMUP: 0.0, MEASUREMENT: self.s.warmup, COOLDOWN: self.s.warmup + self.s.duration}
+        offsets = {WARMUP: 0.0, MEASUREMENT: self.s.warmup, COOLDOWN: self.s.warmup + self._measure_s}
         begin_ns = self.start_unix_ns + int(offsets[phase] * 1e9)
         end_ns = begin_ns + int(seconds * 1e9)
-        with self.tracer.start_as_current_span(name, context=self.ctx, start_time=max(begin_ns, time.time_ns()) if not first else begin_ns):
+        with self.tracer.start_as_current_span(name, context=self.ctx, start_time=max(begin_ns, time.time_ns()) if not first else begin_ns) as phase_span:
             if not first:
                 column = {MEASUREMENT: "measurement_start", COOLDOWN: "measurement_end"}[phase]
                 now = datetime.now(timezone.utc)
@@ -371,16 +375,61 @@ class Orchestrator:
                 # control-store blip here is ridden out, not fatal.
                 await self._control_write("update_run", lambda: self.control.update_run(self.run_id, phase=phase, **{column: now}))
                 await self._control_write("SET_PHASE", lambda: self.control.append_event(self.run_id, rec.SET_PHASE, "RUN", {"phase": phase}))
-            next_beat = 0.0
-            while (left := (end_ns - time.time_ns()) / 1e9) > 0:
-                self._check_workers_alive(running=True)
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + _BEAT_S
-                    beats = await self._beat_and_look()
-                    run_s = (time.time_ns() - self.start_unix_ns) / 1e9
-                    p99 = await self._phase_p99(phase) if self.progress.line_due(run_s) else None
-                    self.progress.update(phase, seconds - left, seconds, beats, run_elapsed_s=run_s, p99_ms=p99)
-                await asyncio.sleep(min(left, 0.1))
+            if phase == MEASUREMENT and self.s.load.model == "find_max":
+                from spanbench.load.find_max import FindMaxRun
+
+                await FindMaxRun(self, begin_ns).run()
+            else:
+                await self._hold_phase(phase, seconds, end_ns)
+            self._stage_spans(phase_span, begin_ns, end_ns)
+
+    async def _hold_phase(self, phase: str, seconds: float, end_ns: int, label: str | None = None) -> None:
+        """Beat, watch the workers and show progress until ``end_ns``."""
+        assert self.start_unix_ns is not None
+        next_beat = 0.0
+        while (left := (end_ns - time.time_ns()) / 1e9) > 0:
+            self._check_workers_alive(running=True)
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + _BEAT_S
+                beats = await self._beat_and_look()
+                run_s = (time.time_ns() - self.start_unix_ns) / 1e9
+                p99 = await self._phase_p99(phase) if self.progress.line_due(run_s) else None
+                self.progress.update(label or self._progress_label(phase, run_s), seconds - left, seconds, beats,
+                                     run_elapsed_s=run_s, p99_ms=p99)
+            await asyncio.sleep(min(left, 0.1))
+
+    def _progress_label(self, phase: str, run_s: float) -> str:
+        """The phase, and the open model's target rate now (the progress line shows it)."""
+        load = self.s.load
+        if load.model != "open":
+            return phase
+        from spanbench.load.open import rate_curve
+
+        return f"{phase} target {rate_curve(load).rate_at(run_s):,.0f}/s"
+
+    def _stage_spans(self, parent: Any, begin_ns: int, end_ns: int) -> None:
+        """A ``load.stage`` span per stage of the [load] table, clipped to this phase, under it."""
+        load = self.s.load
+        if not load.stages or self.start_unix_ns is None:
+            return
+        ctx = trace.set_span_in_context(parent)
+        end_ns = min(end_ns, time.time_ns())
+        t, prev_rate = self.start_unix_ns, load.rate or 0.0
+        prev_conns = self.s.connections
+        for i, st in enumerate(load.stages):
+            s0, s1 = t, t + int(st.duration * 1e9)
+            t = s1
+            lo, hi = max(s0, begin_ns), min(s1, end_ns)
+            attrs: dict[str, Any] = {"load.stage.index": i, "load.stage.duration_s": st.duration}
+            if st.rate is not None:
+                attrs.update({"load.stage.rate_from": float(prev_rate), "load.stage.rate_to": float(st.rate)})
+                prev_rate = st.rate
+            if st.connections is not None:
+                attrs.update({"load.stage.connections_from": prev_conns, "load.stage.connections_to": st.connections})
+                prev_conns = st.connections
+            if lo < hi:
+                span = self.tracer.start_span("load.stage", context=ctx, start_time=lo, attributes=attrs)
+                span.end(end_time=hi)
 
     async def orchestrator_stop(self) -> None:
         assert self.control is not None
@@ -454,7 +503,7 @@ class Orchestrator:
             except Exception as exc:  # the run folder's copies may still hold everything
                 unreachable = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         rows = pick_worker_rows(control_rows, read_local_rows(self.run_dir))
-        window_s = self.s.warmup + self.s.duration + self.s.cooldown
+        window_s = self.s.warmup + self._measure_s + self.s.cooldown
         self.results = merge_results(rows, self.s.workers, window_s=window_s)
         self.results["sources"] = {r.worker_id: r.details.get("source") for r in rows}
         if unreachable:
@@ -462,8 +511,22 @@ class Orchestrator:
                                                           "results from the run folder's copies")
         self.results["partial"] = self._partial(rows, window_s)
         self.results["stalls"] = find_stalls(self.results.get("timeline", []), start_s=self.s.warmup,
-                                             end_s=self.s.warmup + self.s.duration)
+                                             end_s=self.s.warmup + self._measure_s)
+        self._load_results()
         return rows
+
+    def _load_results(self) -> None:
+        """What the load model adds to results.json: the open model's rate shortfall, find-max's curve."""
+        load = self.s.load
+        if load.model == "open":
+            from spanbench.load.open import rate_curve
+            from spanbench.results import rate_shortfall
+
+            self.results["measurement"]["rate_shortfall"] = rate_shortfall(
+                self.results, rate_curve(load), start_s=self.s.warmup, end_s=self.s.warmup + self._measure_s)
+        if self.find_max is not None:
+            self.results["find_max"] = {k: v for k, v in self.find_max.items() if k != "stopped_early"}
+        self.results["load"] = {"model": load.model}
 
     def _partial(self, rows: list[TestResult], window_s: float) -> dict[str, Any] | None:
         """Which workers' figures are incomplete, and how many seconds of the load they miss."""

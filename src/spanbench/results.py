@@ -67,7 +67,7 @@ def merge_results(rows: list[TestResult], workers_expected: int, window_s: float
         }
         for r in rows
     ]
-    return {
+    out = {
         "timeline": run_timeline(rows, window_s=window_s),
         "measurement": {
             "seconds": seconds,
@@ -84,6 +84,68 @@ def merge_results(rows: list[TestResult], workers_expected: int, window_s: float
         "workers": workers,
         "workers_expected": workers_expected,
         "histograms": {phase: {kind: encode(h) for kind, h in kinds.items()} for phase, kinds in merged.items()},
+    }
+    _merge_open(rows, out)
+    return out
+
+
+def _merge_open(rows: list[TestResult], out: dict[str, Any]) -> None:
+    """The open model's service time and schedule lag, merged exactly as the latencies are
+    (additive keys; a closed-loop run has none of them)."""
+    opens = [r.details.get("open") for r in rows if r.details.get("open")]
+    if not opens:
+        return
+    service: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    lag: dict[str, list[Any]] = defaultdict(list)
+    dropped: dict[str, int] = defaultdict(int)
+    for o in opens:
+        for phase, kinds in (o.get("service") or {}).items():
+            for kind, text in kinds.items():
+                service[phase][kind].append(decode(text))
+        for phase, text in (o.get("lag") or {}).items():
+            lag[phase].append(decode(text))
+        for phase, n in (o.get("dropped") or {}).items():
+            dropped[phase] += int(n)
+    m = out["measurement"]
+    ms = {kind: merge(hs) for kind, hs in service.get("MEASUREMENT", {}).items()}
+    m["service"] = {kind: summarize(h).as_dict() for kind, h in sorted(ms.items())}
+    m["service_all"] = summarize(merge(ms.values())).as_dict()
+    m["schedule_lag"] = summarize(merge(lag.get("MEASUREMENT", []))).as_dict()
+    m["dropped"] = dropped.get("MEASUREMENT", 0)
+    m["dropped_by_phase"] = dict(dropped)
+    m["queued_at_stop"] = sum(int(o.get("queued_at_stop") or 0) for o in opens)
+    out["open_histograms"] = {
+        "service": {p: {k: encode(merge(hs)) for k, hs in kinds.items()} for p, kinds in service.items()},
+        "schedule_lag": {p: encode(merge(hs)) for p, hs in lag.items()},
+    }
+
+
+def rate_shortfall(results: dict[str, Any], curve: Any, *, start_s: float, end_s: float,
+                   tolerance: float = 0.02) -> dict[str, Any]:
+    """Whether the open model met its target over the measurement [start_s, end_s) (seconds
+    from the START), by how much it missed, and from which second it fell short."""
+    m = results.get("measurement", {})
+    seconds = float(m.get("seconds") or (end_s - start_s))
+    target = curve.arrivals_between(start_s, end_s) / (end_s - start_s) if end_s > start_s else 0.0
+    executions = int(m.get("queries") or 0) + int(m.get("errors") or 0)
+    achieved = executions / seconds if seconds > 0 else 0.0
+    short = target > 0 and achieved < target * (1 - tolerance)
+    since = None
+    for b in results.get("timeline", []):
+        t = b["t_s"]
+        if not (start_s <= t < end_s) or t + 1 > end_s:
+            continue
+        planned = curve.arrivals_between(t, t + 1)
+        if planned > 0 and b["qps"] + b.get("errors_per_s", 0.0) < planned * 0.95:
+            since = t
+            break
+    return {
+        "target_qps": target, "achieved_qps": achieved,
+        "met": not short,
+        "shortfall_qps": max(0.0, target - achieved) if short else 0.0,
+        "shortfall_share": (max(0.0, target - achieved) / target if short else 0.0),
+        "from_s": since if short else None,
+        "dropped": int(m.get("dropped") or 0),
     }
 
 

@@ -197,3 +197,76 @@ def problems(workload: Workload, dialect: str) -> list[str]:
 def dialect_of(dsn: str | None) -> str:
     """The placeholder style a target takes: its DSN's scheme (the embedded default is PostgreSQL)."""
     return "snowflake" if dsn and dsn.split(":", 1)[0].lower().startswith("snowflake") else "postgresql"
+
+
+# ---------------------------------------------------------------- [load]: the load model (README "Load models")
+
+
+def _seconds(v: Any) -> Any:
+    if isinstance(v, str):
+        from spanbench.units import parse_duration
+
+        return parse_duration(v)
+    return v
+
+
+class Stage(_Model):
+    """One stage of a ramp: reach ``rate`` (open) or ``connections`` (closed) by its end, linearly."""
+
+    duration: float = Field(gt=0)
+    rate: float | None = Field(None, ge=0)
+    connections: int | None = Field(None, ge=0, le=100_000)
+
+    _duration = field_validator("duration", mode="before")(classmethod(lambda cls, v: _seconds(v)))
+
+
+class Load(_Model):
+    """The ``[load]`` table: how executions are offered to the target."""
+
+    model: Literal["closed", "open", "find_max"] = "closed"
+    # closed
+    think_time: float = Field(0.0, ge=0, description="closed: pause between a connection's queries")
+    stages: list[Stage] | None = Field(None, min_length=1, description="closed: connections over time; open: rate over time")
+    # open
+    rate: float | None = Field(None, gt=0, description="open: executions per second for the whole run")
+    arrival: Literal["poisson", "uniform"] = "poisson"
+    max_queue: int = Field(10_000, ge=0, le=10_000_000, description="open: arrivals waiting per worker; beyond: dropped")
+    # find_max
+    start: int = Field(4, gt=0, le=100_000)
+    step: int = Field(4, gt=0, le=100_000)
+    step_duration: float = Field(10.0, gt=0)
+    max: int = Field(256, gt=0, le=100_000)
+    stop_p95_growth: float = Field(0.20, gt=0)
+    stop_qps_gain: float = Field(0.05, ge=0)
+    stop_error_rate: float = Field(0.01, ge=0, le=1)
+
+    _durations = field_validator("think_time", "step_duration", mode="before")(classmethod(lambda cls, v: _seconds(v)))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Load":
+        if self.model == "open":
+            if self.rate is None and not self.stages:
+                raise ValueError("load.model = \"open\" needs rate (or stages of rates)")
+            for s in self.stages or []:
+                if s.rate is None:
+                    raise ValueError("open-model stages need a rate each")
+        elif self.model == "closed":
+            if self.rate is not None:
+                raise ValueError("load.rate is for model = \"open\"")
+            for s in self.stages or []:
+                if s.connections is None:
+                    raise ValueError("closed-model stages need connections each")
+        else:
+            if self.stages:
+                raise ValueError("find_max takes no stages (start, step, max and step_duration make its steps)")
+            if self.start > self.max:
+                raise ValueError(f"load.start ({self.start}) is greater than load.max ({self.max})")
+        return self
+
+    def steps(self) -> list[int]:
+        """find_max: total connections of each step."""
+        out, c = [], self.start
+        while c <= self.max:
+            out.append(c)
+            c += self.step
+        return out

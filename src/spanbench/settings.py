@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spanbench.errors import ConfigError
-from spanbench.scenario import Param, Query, Workload  # noqa: F401 - Workload: the property's type
+from spanbench.scenario import Load, Param, Query, Workload  # noqa: F401 - Workload: the property's type
 from spanbench.units import format_duration, parse_duration
 
 ENV_PREFIX = "SPANBENCH_"
@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     rows: int = Field(100_000, gt=0, description="demo table size")
     update_share: float = Field(0.05, ge=0, le=1, description="share of queries that are updates")
     point_select_only: bool = Field(False, description="no updates, point selects only")
+    load: Load = Field(default_factory=Load, description="default: closed loop; the [load] table of the scenario file: model (closed, open, find_max) and its keys (README \"Load models\")")
 
     # tracing
     tracing: bool | None = Field(None, description="default: on for the embedded target, off otherwise")

@@ -32,6 +32,7 @@ from spanbench.dsn import where_of
 from spanbench.errors import RunFailed, SpanbenchError, TargetGone
 from spanbench.load.closed import ClosedLoop, ConnectionAbandoned
 from spanbench.load.query_spans import QuerySpans
+from spanbench.load.schedule import PhaseSchedule
 from spanbench.load.state import COOLDOWN, MEASUREMENT, WARMUP, LoadState
 from spanbench.settings import Settings
 from spanbench.stats import Snapshot, encode, summarize
@@ -84,7 +85,9 @@ class Worker:
         self.conns: list[TargetConnection] = []
         self.fns: list[list[QueryFn]] = []
         self.state: LoadState | None = None
-        self.loop: ClosedLoop | None = None
+        self.loop: ClosedLoop | None = None  # the load model (load/closed.py, open.py, find_max.py)
+        self.schedule: PhaseSchedule | None = None
+        self.find_max: Any = None  # load/find_max.py's Steps, for model = "find_max"
         self.spans: QuerySpans | None = None
         self.ctx: Context | None = None  # the worker span's context: parent of every span here
         self.status = "INITIALIZING"
@@ -281,7 +284,7 @@ class Worker:
     async def pool_init(self) -> None:
         assert self.settings is not None and self.target is not None
         s = self.settings
-        size = connections_for(self.args.group_id, s.workers, s.connections)
+        size = self._pool_size()
         batch = s.pool_batch_size
         queries = self._queries()
         with self.tracer.start_as_current_span(
@@ -303,6 +306,13 @@ class Worker:
                         f"pool.connect failed: {type(failures[0]).__name__}: {failures[0]}"
                     )
             span.set_attribute("pool.opened", len(self.conns))
+
+    def _pool_size(self) -> int:
+        """This worker's connections: its share of ``connections``, or of find-max's ``max``."""
+        assert self.settings is not None
+        s = self.settings
+        total = s.load.max if s.load.model == "find_max" else s.connections
+        return max(1, connections_for(self.args.group_id, s.workers, total))
 
     async def pool_connect(self, index: int, queries: list[Any]) -> tuple[TargetConnection, list[QueryFn]]:
         assert self.target is not None
@@ -442,7 +452,8 @@ class Worker:
         start_ns = int(self.start_payload.get("start_unix_ns") or time.time_ns())
         with self.tracer.start_as_current_span("scale_to", context=self.ctx, attributes={"scale.target": len(self.conns)}) as span:
             queries = self._queries()
-            self.state = LoadState(len(queries))
+            model = s.load.model
+            self.state = LoadState(len(queries), open_model=model == "open")
             self.spans = QuerySpans(
                 self.tracer, self.ctx, queries, system=self.target.system, server_address=self.target.server_address,
                 every=s.query_sample_every, slow_s=s.slow_query_threshold, cap=s.query_span_cap,
@@ -450,20 +461,31 @@ class Worker:
             )
             self.spans.start_unix_ns = start_ns
             self.metrics = self._metrics_pump(queries)
-            self.loop = ClosedLoop(
-                self.state, mix=keys.mix, args=keys.args, spans=self.spans,
-                max_consecutive_errors=s.max_consecutive_errors, kinds=[q.kind for q in queries],
-                query_log=self._query_log(queries),
-            )
+            common = dict(mix=keys.mix, args=keys.args, spans=self.spans,
+                          max_consecutive_errors=s.max_consecutive_errors, kinds=[q.kind for q in queries],
+                          query_log=self._query_log(queries))
+            if model == "open":
+                from spanbench.load.open import open_loop
+
+                self.loop = open_loop(self.state, s, group=self.args.group_id, seed=f"{self.args.run_id}/{self.worker_id}",
+                                      start_unix_ns=start_ns, **common)
+                span.set_attribute("scale.model", "open")
+            else:
+                self.loop = ClosedLoop(self.state, **common)
             self.loop.reconnect = self.pool_reconnect
+            self.schedule = PhaseSchedule(self.state, on_change=self._sample)
             early_ms = (start_ns - time.time_ns()) / 1e6
             span.set_attribute("scale.before_start_instant_ms", round(early_ms, 3))
             await sleep_until_ns(start_ns)
-            self._schedule_phases()
-            return [
-                asyncio.create_task(self.loop.run_connection(i, conn, fns), name=f"conn-{i}")
-                for i, (conn, fns) in enumerate(zip(self.conns, self.fns))
-            ]
+            self.schedule.start(self.start_payload)
+            pairs = list(enumerate(zip(self.conns, self.fns)))
+            if model == "find_max":
+                from spanbench.load.find_max import Steps
+
+                # The first step's share opens now; SET_TARGET events grow it on the orchestrator's clock.
+                self.find_max = Steps(self, s)
+                return self.find_max.begin(pairs)
+            return [asyncio.create_task(self.loop.run_connection(i, conn, fns), name=f"conn-{i}") for i, (conn, fns) in pairs]
 
     async def worker_load(self, tasks: list[asyncio.Task[None]]) -> None:
         """The load itself: one span from the first query to the stop, plus the control loop beside it."""
@@ -473,8 +495,12 @@ class Worker:
             control = asyncio.create_task(self._control_loop())
             pump = asyncio.create_task(self.metrics.run()) if self.metrics else None
             pending = set(tasks)
+            seen = len(tasks)
             while pending and not st.stop:
                 done, pending = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
+                if len(tasks) > seen:  # find-max: a step opened more connections
+                    pending |= set(tasks[seen:])
+                    seen = len(tasks)
                 for t in done:
                     exc = t.exception()
                     if exc is not None:
@@ -497,6 +523,8 @@ class Worker:
         assert self.state is not None and self.settings is not None
         with self.tracer.start_as_current_span("worker.drain", context=self.ctx) as span:
             self.state.request_stop(self.state.stop_reason or "drain")
+            if self.schedule is not None:
+                self.schedule.cancel()  # no timer left to reopen a phase or a step
             _, pending = await asyncio.wait(tasks, timeout=self.settings.drain_timeout) if tasks else (set(), set())
             for t in pending:
                 t.cancel()
@@ -610,6 +638,7 @@ class Worker:
             "last_error": st.last_error,
             "errors_by_class": self.loop.errors_by_class() if self.loop is not None else {},
             "error": self.error,
+            **self._model_details(kinds),
             "partial": not final,
             "saved_unix_ns": time.time_ns(),
         }
@@ -622,44 +651,24 @@ class Worker:
             histograms=histograms, details=details,
         )
 
-    def _schedule_phases(self) -> None:
-        """Phase changes at the orchestrator's absolute times, so every worker switches together."""
-        assert self.state is not None
+    def _model_details(self, kinds: list[str]) -> dict[str, Any]:
+        """What the open model and find-max add to the row (additive keys of ``details``)."""
+        assert self.state is not None and self.settings is not None
         st = self.state
-        p = self.start_payload
-        start_ns = int(p.get("start_unix_ns") or time.time_ns())
-        marks = [
-            (MEASUREMENT, start_ns + int(float(p.get("warmup_s", 0)) * 1e9)),
-            (COOLDOWN, start_ns + int(float(p.get("warmup_s", 0)) * 1e9 + float(p.get("duration_s", 0)) * 1e9)),
-            ("STOP", start_ns + int((float(p.get("warmup_s", 0)) + float(p.get("duration_s", 0)) + float(p.get("cooldown_s", 0))) * 1e9)),
-        ]
-        loop = asyncio.get_running_loop()
-        st.enter(WARMUP)
-        self._sample()
-        now = time.time_ns()
-        for phase, at in marks:
-            delay = max(0.0, (at - now) / 1e9)
-            if phase == "STOP":
-                loop.call_later(delay, self._stop_on_schedule)
-            elif delay == 0.0:
-                self._switch_phase(phase)
-            else:
-                loop.call_later(delay, self._switch_phase, phase)
-
-    # A throughput sample at every phase switch and at the stop, besides the periodic ones:
-    # otherwise the last interval of a phase straddles its end and its rate is spread past it.
-    def _switch_phase(self, phase: str) -> None:
-        assert self.state is not None
-        if self.state.stop:
-            return  # a late timer must not reopen a phase after the stop
-        self.state.enter(phase)
-        self._sample()
-
-    def _stop_on_schedule(self) -> None:
-        assert self.state is not None
-        if not self.state.stop:
-            self._sample()
-        self.state.request_stop("schedule")
+        out: dict[str, Any] = {"load_model": self.settings.load.model}
+        if st.open_model:
+            loop: Any = self.loop
+            out["open"] = {
+                "service": {p: {k: encode(d.service[i].to_hdr()) for i, k in enumerate(kinds) if d.service[i].total}
+                            for p, d in st.phases.items() if d.service is not None},
+                "lag": {p: encode(d.lag.to_hdr()) for p, d in st.phases.items() if d.lag is not None and d.lag.total},
+                "dropped": {p: d.dropped for p, d in st.phases.items()},
+                "taken": getattr(loop, "taken", 0),
+                "queued_at_stop": len(getattr(loop, "queue", ()) or ()),
+            }
+        if self.find_max is not None:
+            out["find_max"] = self.find_max.details()
+        return out
 
     def _sample(self) -> None:
         assert self.state is not None
@@ -734,6 +743,8 @@ class Worker:
             self.last_seq = max(self.last_seq, ev.seq)
             if ev.type == rec.STOP:
                 return False, "stop requested"
+            if ev.type == rec.SET_TARGET and running and self.find_max is not None:
+                self.find_max.on_event(ev.payload)  # a find-max step, at the orchestrator's time
             if ev.type == rec.START and not running:
                 self.start_payload = ev.payload
                 self.started_at = datetime.now(timezone.utc)

@@ -1,21 +1,19 @@
-"""``spanbench gaps``: load a trace from wherever it is, analyse it, print it, judge it.
+"""``spanbench gaps``: load a trace from wherever it is, analyse it, judge it.
 
 Two guards for CI, each exit 1 when it trips: ``--fail-over`` (an untraced gap on a
 critical path longer than a threshold) and ``--fail-if-first-query-over`` (run start →
 the slowest worker's first query longer than a threshold). Warnings about the trace
 (spans left out, the back end's own warnings) go to stderr, one line each, and into the
 JSON's ``warnings``.
+
+The printing is ``spanbench.report.gaps_report``'s: this module only computes, so that
+``analysis`` imports nothing above it.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.text import Text
+from typing import Any
 
 from spanbench.analysis.analyze import Analysis, analyze
 from spanbench.analysis.critical_path import DEFAULT_TARGET, CriticalPath
@@ -23,8 +21,8 @@ from spanbench.analysis.fetch import fetch_trace_jaeger, fetch_trace_tempo
 from spanbench.analysis.gaps import Gap
 from spanbench.analysis.load import load_trace
 from spanbench.analysis.model import Trace
-from spanbench.errors import ConfigError, SpanbenchError
-from spanbench.units import format_duration, parse_duration
+from spanbench.errors import ConfigError
+from spanbench.units import parse_duration
 
 FIRST_QUERY_FLAG = "--fail-if-first-query-over"
 
@@ -50,7 +48,7 @@ def _load(source: str | None, jaeger: str | None, tempo: str | None, trace_id: s
     return load_trace(source, trace_id=trace_id)
 
 
-def _positive(text: str, flag: str) -> float:
+def positive(text: str, flag: str) -> float:
     seconds = parse_duration(text)
     if seconds < 0:
         raise ConfigError(f"{flag} must not be negative: {text!r}")
@@ -67,7 +65,7 @@ def run_gaps(
     query: str | None = None,
 ) -> Analysis:
     """The analysis the command prints, for callers that want the data (``spanbench run``)."""
-    min_gap_s = _positive(min_gap, "--min-gap")
+    min_gap_s = positive(min_gap, "--min-gap")
     return analyze(_load(source, jaeger, tempo, trace_id, query), min_gap_s=min_gap_s)
 
 
@@ -112,18 +110,7 @@ def first_query_check(analysis: Analysis, threshold_s: float) -> FirstQueryCheck
     return FirstQueryCheck(int(round(threshold_s * 1e9)), worst)
 
 
-def _first_query_line(analysis: Analysis, check: FirstQueryCheck) -> Text:
-    from spanbench.report.waterfall import path_line
-
-    assert check.worst is not None
-    limit = f"{FIRST_QUERY_FLAG} {format_duration(check.threshold_ns / 1e9)}"
-    what = path_line(analysis, check.worst)
-    if check.failed:
-        return Text(f"FAIL: {what} exceeds {limit} by {format_duration(check.over_ns / 1e9)}", style="bold red")
-    return Text(f"ok: slowest {what} is within {limit}", style="green")
-
-
-def _fail_over_json(fail_s: float, over: list[tuple[CriticalPath, Gap, int]]) -> dict[str, Any]:
+def fail_over_json(fail_s: float, over: list[tuple[CriticalPath, Gap, int]]) -> dict[str, Any]:
     return {
         "threshold_ms": round(fail_s * 1e3, 3),
         "failed": bool(over),
@@ -135,92 +122,9 @@ def _fail_over_json(fail_s: float, over: list[tuple[CriticalPath, Gap, int]]) ->
     }
 
 
-def _fail_over_lines(analysis: Analysis, fail_s: float, over: list[tuple[CriticalPath, Gap, int]]) -> list[Text]:
-    from spanbench.report.waterfall import gap_line
+def gaps_command(source: str | None, **kw: Any) -> int:
+    """Kept for ``spanbench.cli`` until it imports ``spanbench.report.gaps_report`` (tests/test_layers.py
+    lists this one upward import as pending)."""
+    from spanbench.report.gaps_report import gaps_command as command
 
-    if not over:
-        return [Text(f"ok: no gap on a critical path exceeds {format_duration(fail_s)}", style="green")]
-    lines = []
-    for path, gap, on_path in over:
-        target = analysis.trace[path.target_id]
-        owner = analysis.trace.owner(target)
-        where = target.name if owner is None else f"{target.name}[{owner}]"
-        text = (
-            f"FAIL: {format_duration(on_path / 1e9)} untraced on the critical path to {where}"
-            f" exceeds --fail-over {format_duration(fail_s)}: {gap_line(analysis, gap)}"
-        )
-        lines.append(Text(text, style="bold red"))
-    return lines
-
-
-def _print_report(analysis: Analysis, console: Console, *, max_depth: int | None, full: bool) -> None:
-    from spanbench.report.waterfall import print_gaps, print_waterfall
-
-    print_waterfall(analysis, console, max_depth=max_depth, full=full)
-    console.print()
-    # The warnings went to stderr already; print_gaps would repeat each one in the report.
-    warnings, analysis.trace.warnings = analysis.trace.warnings, []
-    try:
-        print_gaps(analysis, console)
-    finally:
-        analysis.trace.warnings = warnings
-
-
-def gaps_command(
-    source: str | None,
-    *,
-    min_gap: str = "50ms",
-    as_json: bool = False,
-    fail_over: str | None = None,
-    fail_if_first_query_over: str | None = None,
-    jaeger: str | None = None,
-    tempo: str | None = None,
-    trace_id: str | None = None,
-    query: str | None = None,
-    console: Console | None = None,
-    err: TextIO | None = None,
-    max_depth: int | None = None,
-    full: bool = False,
-) -> int:
-    """Print the waterfall and gaps (or JSON). Exit code 1 when a guard trips (``fail_over``:
-    a gap's part on a critical path exceeds it; ``fail_if_first_query_over``: the slowest
-    run start → first_query exceeds it), else 0. Bad input raises ConfigError; a
-    first-query guard on a trace without ``first_query`` raises SpanbenchError (exit 1)
-    once the report is out."""
-    err = err if err is not None else sys.stderr
-    fail_s = _positive(fail_over, "--fail-over") if fail_over is not None else None
-    first_s = _positive(fail_if_first_query_over, FIRST_QUERY_FLAG) if fail_if_first_query_over is not None else None
-    analysis = run_gaps(source, min_gap=min_gap, jaeger=jaeger, tempo=tempo, trace_id=trace_id, query=query)
-    over = analysis.path_gaps_over(int(round(fail_s * 1e9))) if fail_s is not None else []
-    first = first_query_check(analysis, first_s) if first_s is not None else None
-
-    for warning in analysis.trace.warnings:
-        err.write(f"spanbench: warning: {' '.join(warning.split())}\n")
-    err.flush()
-
-    if as_json:
-        doc: dict[str, Any] = analysis.to_json()
-        if fail_s is not None:
-            doc["fail_over"] = _fail_over_json(fail_s, over)
-        if first is not None:
-            doc["fail_if_first_query_over"] = first.to_json(analysis)
-        out = console.file if console is not None else sys.stdout
-        out.write(json.dumps(doc, indent=2) + "\n")
-        out.flush()
-        if first is not None and first.worst is not None and first.failed:
-            # stdout stays pure JSON; the reason for the exit code still reaches the log.
-            err.write(_first_query_line(analysis, first).plain + "\n")
-            err.flush()
-    else:
-        console = console or Console()
-        _print_report(analysis, console, max_depth=max_depth, full=full)
-        lines = _fail_over_lines(analysis, fail_s, over) if fail_s is not None else []
-        if first is not None and first.worst is not None:
-            lines.append(_first_query_line(analysis, first))
-        for line in lines:
-            console.print(line, soft_wrap=True)
-    if first is not None and first.worst is None:
-        raise SpanbenchError(
-            f"{FIRST_QUERY_FLAG}: the trace has no {DEFAULT_TARGET} span, so run start → first query cannot be checked"
-        )
-    return 1 if over or (first is not None and first.failed) else 0
+    return command(source, **kw)

@@ -13,18 +13,13 @@ JSON. A run folder without a trace (tracing off) still diffs its headline figure
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from spanbench.analysis.load import load_trace
 from spanbench.analysis.model import Trace
 from spanbench.errors import ConfigError
-from spanbench.results import read_results_file
-from spanbench.units import format_duration
 
 JSON_VERSION = 1
 
@@ -253,17 +248,12 @@ def headlines(a: RunSide, b: RunSide) -> list[Headline]:
 # --- loading --------------------------------------------------------------------------
 
 
-def _read_results(path: Path) -> dict[str, Any] | None:
-    return read_results_file(path) if path.is_dir() else None
-
-
-def load_side(source: str) -> RunSide:
+def load_side(source: str, results: dict[str, Any] | None) -> RunSide:
+    """One side: its trace (when ``source`` holds one) beside the results.json the caller read."""
     if not source or not str(source).strip():
         raise ConfigError("diff needs two runs: RUN_A RUN_B (run folders or trace files)")
-    path = Path(source)
-    results = _read_results(path)
     try:
-        trace: Trace | None = load_trace(path)
+        trace: Trace | None = load_trace(source)
     except ConfigError as err:
         if results is None:
             raise
@@ -271,120 +261,14 @@ def load_side(source: str) -> RunSide:
     return RunSide(source, trace, results)
 
 
-def diff_runs(run_a: str, run_b: str) -> RunDiff:
-    a, b = load_side(run_a), load_side(run_b)
+def diff_sides(a: RunSide, b: RunSide) -> RunDiff:
     spans = diff_traces(a.trace, b.trace) if a.trace is not None and b.trace is not None else []
     return RunDiff(a, b, headlines(a, b), spans)
 
 
-# --- the command ----------------------------------------------------------------------
-
-
-def _fmt(value: float | None, unit: str, *, signed: bool = False) -> str:
-    if value is None:
-        return "—"
-    sign = "+" if signed and value > 0 else ""
-    if unit == "ms":
-        return sign + format_duration(value / 1e3)
-    if unit == "s":
-        return sign + format_duration(value)
-    if unit == "qps":
-        return f"{sign}{value:,.0f}"
-    return f"{sign}{value:,.0f}"
-
-
-def _ratio_text(r: float | None) -> str:
-    return "—" if r is None else f"×{r:.2f}"
-
-
-def _dur(ns: int | None) -> str:
-    return "—" if ns is None else format_duration(ns / 1e9)
-
-
-def _delta_cell(delta_ns: int, ratio: float | None) -> Any:
-    from rich.text import Text
-
-    if delta_ns == 0:
-        return Text("0", style="dim")
-    text = ("+" if delta_ns > 0 else "") + format_duration(delta_ns / 1e9)
-    if ratio is not None:
-        text += f" {_ratio_text(ratio)}"
-    return Text(text, style="red" if delta_ns > 0 else "green")
-
-
-def print_diff(diff: RunDiff, console: Any) -> None:
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    console.print(Text(f"A: {diff.a.label}", style="bold"), soft_wrap=True)
-    console.print(Text(f"B: {diff.b.label}", style="bold"), soft_wrap=True)
-    for side, name in ((diff.a, "A"), (diff.b, "B")):
-        if side.note:
-            console.print(Text(f"{name}: {side.note}", style="yellow"), soft_wrap=True)
-        if side.trace is not None:
-            for warning in side.trace.warnings:
-                console.print(Text(f"{name}: warning: {warning}", style="yellow"), soft_wrap=True)
-
-    if diff.headlines:
-        table = Table(title="headline", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("metric", "A", "B", "Δ", "B/A"):
-            table.add_column(col, justify="left" if col == "metric" else "right")
-        for h in diff.headlines:
-            delta = h.delta
-            style = ""
-            if delta:
-                worse = (delta < 0) if h.higher_is_better else (delta > 0)
-                style = "red" if worse else "green"
-            table.add_row(h.metric, _fmt(h.a, h.unit), _fmt(h.b, h.unit),
-                          Text(_fmt(delta, h.unit, signed=True), style=style), _ratio_text(h.ratio))
-        console.print(table)
-
-    if not diff.spans:
-        console.print("(no spans to compare: one side has no trace)")
-        return
-    table = Table(title="spans by name, biggest change first (durations across workers and repeats)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    wide = (console.width or 80) >= 110
-    table.add_column("span", overflow="fold")
-    cols = ("count A→B", "p50 A→B", "Δ p50", "max A→B", "Δ max") if wide else ("count A→B", "p50 A→B, Δ", "max A→B, Δ")
-    for col in cols:
-        table.add_column(col, justify="right")
-    for d in diff.spans:
-        name = Text(d.name)  # a Text, never markup: span names come from foreign programs
-        if d.only_in is not None:
-            name.append(f" (only in {d.only_in})", style="dim")
-        count = f"{d.a.count if d.a else '—'} → {d.b.count if d.b else '—'}"
-        p50 = f"{_dur(d.a.p50_ns if d.a else None)} → {_dur(d.b.p50_ns if d.b else None)}"
-        mx = f"{_dur(d.a.max_ns if d.a else None)} → {_dur(d.b.max_ns if d.b else None)}"
-        dp50, dmax = _delta_cell(d.delta_p50_ns, d.ratio_p50), _delta_cell(d.delta_max_ns, d.ratio_max)
-        if wide:
-            table.add_row(name, count, p50, dp50, mx, dmax)
-        else:  # two lines a row, so that an 80-column terminal keeps every column
-            table.add_row(name, count, Text(p50 + "\n").append_text(dp50), Text(mx + "\n").append_text(dmax))
-    console.print(table)
-    grew = [d for d in diff.spans if d.only_in is None and (d.delta_p50_ns > 0 or d.delta_max_ns > 0)]
-    if grew:
-        top = grew[0]
-        what = "p50" if abs(top.delta_p50_ns) >= abs(top.delta_max_ns) else "max"
-        delta = top.delta_p50_ns if what == "p50" else top.delta_max_ns
-        ratio = top.ratio_p50 if what == "p50" else top.ratio_max
-        console.print(Text(
-            f"grew most: {top.name} {what} +{format_duration(delta / 1e9)}" + (f" ({_ratio_text(ratio)})" if ratio else ""),
-            style="bold"), soft_wrap=True)
-
-
 def diff_command(run_a: str, run_b: str, *, as_json: bool = False, console: Any = None) -> int:
-    """Print the comparison (Rich tables, or ``--json``). Returns 0; bad input raises ConfigError."""
-    diff = diff_runs(run_a, run_b)
-    if as_json:
-        out = console.file if console is not None else sys.stdout
-        out.write(json.dumps(diff.to_json(), indent=2) + "\n")
-        out.flush()
-        return 0
-    if console is None:
-        from rich.console import Console
+    """Kept for ``spanbench.cli`` until it imports ``spanbench.report.diff_report`` (tests/test_layers.py
+    lists this one upward import as pending)."""
+    from spanbench.report.diff_report import diff_command as command
 
-        console = Console(highlight=False)
-    print_diff(diff, console)
-    return 0
+    return command(run_a, run_b, as_json=as_json, console=console)

@@ -18,12 +18,18 @@ PHASES = (WARMUP, MEASUREMENT, COOLDOWN)
 
 
 class PhaseData:
-    __slots__ = ("recorders", "errors", "entered_ns", "left_ns", "cut")
+    __slots__ = ("recorders", "errors", "entered_ns", "left_ns", "cut", "service", "lag", "dropped", "target")
 
-    def __init__(self, kinds: int) -> None:
+    def __init__(self, kinds: int, *, open_model: bool = False) -> None:
+        # closed loop: send -> end; open model: intended start -> end (what a user waits)
         self.recorders = [LatencyRecorder() for _ in range(kinds)]
         self.errors = [0] * kinds
         self.cut = 0  # queries still running at the drain, recorded with their time so far
+        # open model only: send -> end per kind, and (send - intended start) for all kinds
+        self.service = [LatencyRecorder() for _ in range(kinds)] if open_model else None
+        self.lag = LatencyRecorder() if open_model else None
+        self.dropped = 0  # open model: arrivals beyond max_queue
+        self.target: int | None = None  # find_max: the step's connections in this worker
         self.entered_ns: int | None = None  # perf_counter_ns when this phase began here
         self.left_ns: int | None = None
 
@@ -39,15 +45,19 @@ class PhaseData:
 
 
 class LoadState:
-    __slots__ = ("stop", "stop_reason", "phase", "gen", "recorders", "errors", "phases", "active", "last_error")
+    __slots__ = ("stop", "stop_reason", "phase", "gen", "recorders", "errors", "phases", "active", "last_error",
+                 "kinds", "open_model", "data")
 
-    def __init__(self, kinds: int) -> None:
+    def __init__(self, kinds: int, *, open_model: bool = False) -> None:
         self.stop = False
         self.stop_reason: str | None = None
-        self.phases = {p: PhaseData(kinds) for p in PHASES}
+        self.kinds = kinds
+        self.open_model = open_model
+        self.phases = {p: PhaseData(kinds, open_model=open_model) for p in PHASES}
         self.phase = WARMUP
         self.gen = 0  # bumps on every phase change; loops compare it to follow QUERY_TAG
         first = self.phases[WARMUP]
+        self.data = first  # the current phase's PhaseData (the open model reads service/lag from it)
         self.recorders = first.recorders
         self.errors = first.errors
         self.active = 0
@@ -58,8 +68,11 @@ class LoadState:
         old = self.phases[self.phase]
         if old.entered_ns is not None and old.left_ns is None:
             old.left_ns = now
-        data = self.phases[phase]
+        data = self.phases.get(phase)
+        if data is None:  # a find-max step (STEP1, STEP2, ...) or its ramp: made when first entered
+            data = self.phases[phase] = PhaseData(self.kinds, open_model=self.open_model)
         data.entered_ns = now
+        self.data = data
         self.recorders = data.recorders
         self.errors = data.errors
         self.phase = phase

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from spanbench.orchestrator import RunOutcome
+from spanbench.outcome import RunOutcome
+from spanbench.report.tables import print_table  # re-exported: tests and callers import it from here
+from spanbench.report.view import run_view
 from spanbench.settings import Settings
 from spanbench.telemetry.provider import SpanStats
 from spanbench.telemetry.process_start import own_start
@@ -76,20 +78,23 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
 
 
 def print_trouble(results: dict[str, Any], console: Console) -> None:
-    """Stalls, cut queries and partial figures: a run that had them never reads as clean."""
-    for st in results.get("stalls") or []:
-        console.print(f"[bold red]stall[/] +{st['start_s']:.0f}s for {st['seconds']:.0f}s: {st['kind']}, "
-                      f"{st['min_qps']:,.0f} q/s at the lowest (median {st['median_qps']:,.0f}), {st['errors']:,} errors")
-    cut = (results.get("measurement") or {}).get("cut")
-    if cut:
-        console.print(f"[bold red]cut[/] {cut} queries were still running at the drain: their time so far is in the "
+    """Stalls, cut queries, partial figures, errors by class: a run that had them never reads as clean."""
+    view = run_view(results)
+    for st in view.stalls:
+        console.print(f"[bold red]stall[/] +{st.start_s:.0f}s for {st.seconds:.0f}s: {st.kind}, "
+                      f"{st.min_qps:,.0f} q/s at the lowest (median {st.median_qps:,.0f}), {st.errors:,.0f} errors")
+    if view.cut:
+        console.print(f"[bold red]cut[/] {view.cut} queries were still running at the drain: their time so far is in the "
                       "latency figures as a lower bound")
-    partial = results.get("partial")
-    if partial:
-        missing = ", ".join(w if s is None else f"{w} ({s:.1f}s)" for w, s in partial["seconds_missing"].items())
+    if view.partial:
+        missing = ", ".join(p.worker_id if p.seconds_missing is None else f"{p.worker_id} ({p.seconds_missing:.1f}s)"
+                            for p in view.partial)
         console.print(f"[bold red]partial[/] figures missing for part of the load: {missing}")
-    for w in results.get("warnings") or []:
-        console.print(f"warning: {w}")
+    if view.errors_by_class:
+        classes = ", ".join(f"{e.kind} {e.error_class} ×{e.count:,}" for e in view.errors_by_class)
+        console.print(Text(f"errors by class: {classes}"), soft_wrap=True)  # Text: a class may hold brackets
+    for w in view.warnings:
+        console.print(Text(f"warning: {w}"), soft_wrap=True)
 
 
 def print_results(outcome: RunOutcome, console: Console) -> bool:
@@ -98,101 +103,36 @@ def print_results(outcome: RunOutcome, console: Console) -> bool:
     A run that ended before measuring anything prints nothing (no table of zeros); one that
     failed after measuring prints what it measured, titled as such.
     """
-    r = outcome.results
-    if not r:
+    if not outcome.results:
         return False
-    m = r["measurement"]
-    measured = bool(m["queries"] or m["errors"])
+    view = run_view(outcome.results)
+    measured = bool(view.queries or view.errors)
     completed = outcome.status == "COMPLETED"
     if not measured and not completed:
         return False
     console.print(
-        f"\n[bold]run {outcome.run_id}[/]  {outcome.status}  measurement {m['seconds']:.1f}s  "
-        f"[bold]{m['qps']:,.0f} queries/s[/]  {m['queries']:,} queries  {m['errors']:,} errors"
+        f"\n[bold]run {outcome.run_id}[/]  {outcome.status}  measurement {_f(view.seconds, '{:.1f}')}s  "
+        f"[bold]{_f(view.qps)} queries/s[/]  {_f(view.queries)} queries  {_f(view.errors)} errors"
     )
     partial = "" if completed else f", measured before the run was {outcome.status.lower()}"
-    rows = list(m["latency"].items()) + [("all", {**m["all"], "errors": m["errors"], "qps": m["qps"]})]
     print_table(
         console, f"latency, measurement phase (ms){partial}",
         ["query kind", "count", "errors", "qps", "p50", "p95", "p99", "p99.9", "max"],
-        [[kind, f"{v['count']:,}", f"{v['errors']:,}", f"{v['qps']:,.0f}", f"{v['p50_ms']:.3f}", f"{v['p95_ms']:.3f}",
-          f"{v['p99_ms']:.3f}", f"{v['p999_ms']:.3f}", f"{v['max_ms']:.3f}"] for kind, v in rows],
+        [[r.kind, _f(r.count), _f(r.errors), _f(r.qps), *(_f(v, "{:.3f}") for v in
+          (r.p50_ms, r.p95_ms, r.p99_ms, r.p999_ms, r.max_ms))] for r in view.latency],
     )
-    workers = []
-    for w in r["workers"]:
-        s2f = w["start_to_first_query_ms"]
-        workers.append([
-            w["worker_id"], w["status"], "-" if w["connections"] is None else str(w["connections"]),
-            f"{w['queries']:,}", f"{w['qps']:,.0f}", "-" if s2f is None else f"{s2f:.1f} ms",
-        ])
+    workers = [
+        [w.worker_id, w.status, "-" if w.connections is None else str(int(w.connections)), _f(w.queries), _f(w.qps),
+         "-" if w.start_to_first_query_ms is None else f"{w.start_to_first_query_ms:.1f} ms"]
+        for w in view.workers
+    ]
     print_table(console, f"workers{partial}", ["worker", "status", "connections", "queries", "qps", "START → first query"],
                 workers, left=(0, 1))
     return measured
 
 
-def print_table(console: Console, title: str, headers: list[str], rows: list[list[str]],
-                *, labels: tuple[int, ...] = (0,), left: tuple[int, ...] = (0,)) -> None:
-    """A table whose figures are never cut, whatever the console's width.
-
-    Figures (every column but ``labels``) never wrap, shrink or turn into ``…``. When the table
-    is wider than the console it is drawn with a lighter box, then split into several tables
-    that each repeat the label columns; labels fold only where even that does not fit.
-    """
-    from rich import box
-
-    width = console.width
-    figures = [i for i in range(len(headers)) if i not in labels]
-
-    def build(cols: list[int], style: box.Box, part_title: str) -> Table:
-        compact = style is not box.HEAVY_HEAD
-        table = Table(title=part_title, title_justify="left", box=style, pad_edge=not compact,
-                      show_edge=not compact, collapse_padding=compact)
-        for i in cols:
-            cells = [row[i] for row in rows]
-            justify = "left" if i in left else "right"
-            if i in labels:
-                longest = max((len(c) for c in cells), default=1)
-                table.add_column(headers[i], justify=justify, overflow="fold", min_width=min(longest, 8))
-            else:  # never narrower than its widest figure; the header may wrap
-                table.add_column(headers[i], justify=justify, no_wrap=True, overflow="fold",
-                                 min_width=max((len(c) for c in cells), default=1))
-        for row in rows:
-            table.add_row(*(row[i] for i in cols))
-        return table
-
-    def fits(table: Table, cols: list[int]) -> bool:  # within the width, every cell whole
-        lines = _render(table, width).splitlines()
-        if any(len(line.rstrip()) > width for line in lines):
-            return False
-        return all(any(row[i] in line for line in lines) for row in rows for i in cols)
-
-    label_cols = [i for i in range(len(headers)) if i in labels]
-    for style in (box.HEAVY_HEAD, box.SIMPLE_HEAD):
-        table = build(list(range(len(headers))), style, title)
-        if fits(table, list(range(len(headers)))):
-            console.print(table)
-            return
-    # Too wide even with a light box: split the figures over several tables.
-    style = box.SIMPLE_HEAD
-    groups: list[list[int]] = []
-    for i in figures:
-        if groups and fits(build(label_cols + groups[-1] + [i], style, title), label_cols + groups[-1] + [i]):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    for n, group in enumerate(groups):
-        cols = sorted(label_cols + group)
-        part = title if n == 0 else f"{title} (continued)"
-        # a part that still cannot fit (a very narrow console) is printed whole: the terminal wraps it
-        console.print(build(cols, style, part), crop=False, overflow="ignore")
-
-
-def _render(table: Table, width: int) -> str:
-    import io
-
-    probe = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, legacy_windows=False)
-    probe.print(table, crop=False)
-    return probe.file.getvalue()  # type: ignore[attr-defined]
+def _f(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
 
 
 def print_span_stats(stats: SpanStats, console: Console) -> None:

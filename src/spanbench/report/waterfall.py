@@ -9,9 +9,6 @@ queries) share one row "name ×N", and by default the axis ends at the last
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 from rich.console import Console
 from rich.text import Text
 
@@ -19,116 +16,33 @@ from spanbench.analysis import labels
 from spanbench.analysis.analyze import Analysis
 from spanbench.analysis.critical_path import CriticalPath
 from spanbench.analysis.gaps import Gap
-from spanbench.analysis.model import Span
+from spanbench.report.axis import Axis
+from spanbench.report.view import Row, build_rows, startup_end_ns, waterfall_view
 from spanbench.units import format_duration
+
+__all__ = ["Row", "build_rows", "gap_line", "path_line", "print_gaps", "print_waterfall", "startup_end_ns"]
 
 _PALETTE = ("cyan", "green", "magenta", "blue", "yellow", "bright_cyan", "bright_green", "bright_magenta")
 _GAP_STYLE = "bold red"
 _NAME_MAX = 46
 
 
-@dataclass(slots=True)
-class Row:
-    depth: int
-    label: str
-    start_ns: int
-    spans: list[Span] = field(default_factory=list)  # one, or the members of a collapsed group
-    gap: Gap | None = None
-
-    @property
-    def end_ns(self) -> int:
-        if self.gap is not None:
-            return self.gap.end_ns
-        return max(s.end_ns for s in self.spans)
-
-
 def _s(ns: int) -> float:
     return ns / 1e9
 
 
-def startup_end_ns(analysis: Analysis) -> int | None:
-    """Where the start-up ends: the last first query (a path to a target's start)."""
-    ends = [analysis.trace[p.target_id].end_ns for p in analysis.paths if p.until == "start"]
-    return max(ends) if ends else None
-
-
-def build_rows(
-    analysis: Analysis, *, max_depth: int | None = None, collapse_over: int = 3, until_ns: int | None = None
-) -> list[Row]:
-    """Rows in display order: depth first, children (and gaps) in time order."""
-    trace = analysis.trace
-    big_gaps: dict[str, list[Gap]] = {}
-    for gap in analysis.gaps:
-        big_gaps.setdefault(gap.span_id, []).append(gap)
-    rows: list[Row] = []
-    stack: list[Row] = [Row(0, labels.short(r), r.start_ns, [r]) for r in reversed(trace.roots)]
-    while stack:
-        row = stack.pop()
-        if until_ns is not None and row.start_ns > until_ns:
-            continue
-        rows.append(row)
-        if row.gap is not None or len(row.spans) != 1:
-            continue  # gaps and collapsed groups are not expanded
-        span = row.spans[0]
-        depth = row.depth + 1
-        if max_depth is not None and depth > max_depth:
-            continue
-        children = trace.children(span)
-        by_name: dict[str, list[Span]] = {}
-        for child in children:
-            by_name.setdefault(child.name, []).append(child)
-        below: list[Row] = []
-        for name, members in by_name.items():
-            if len(members) > collapse_over:
-                below.append(Row(depth, f"{name} ×{len(members)}", members[0].start_ns, members))
-            else:
-                below.extend(Row(depth, labels.short(m), m.start_ns, [m]) for m in members)
-        below.extend(Row(depth, "gap", g.start_ns, gap=g) for g in _row_gaps(analysis, big_gaps.get(span.span_id, []), collapse_over))
-        below.sort(key=lambda r: (r.start_ns, r.gap is None))
-        stack.extend(reversed(below))
-    return rows
-
-
-def _row_gaps(analysis: Analysis, gaps: list[Gap], collapse_over: int) -> list[Gap]:
-    """Gaps that get a row of their own: not the many alike (idle time between sampled
-    queries: still red on the parent's bar), unless on a critical path."""
-    trace = analysis.trace
-    pattern: dict[tuple[str | None, str | None], int] = {}
-    keys = []
-    for g in gaps:
-        before, after = trace.get(g.before_id), trace.get(g.after_id)
-        key = (before.name if before else None, after.name if after else None)
-        keys.append(key)
-        pattern[key] = pattern.get(key, 0) + 1
-    return [g for g, k in zip(gaps, keys) if pattern[k] <= collapse_over or analysis.on_critical_path(g)]
-
-
-class _Axis:
-    def __init__(self, t0: int, t1: int, width: int) -> None:
-        self.t0, self.width = t0, max(width, 1)
-        self.ns_per_cell = max(t1 - t0, 1) / self.width
-
-    def cells(self, start: int, end: int) -> range:
-        """Cells an interval touches; at least one, so short spans stay visible."""
-        a = int((start - self.t0) // self.ns_per_cell)
-        b = int(math.ceil((end - self.t0) / self.ns_per_cell))
-        a = min(max(a, 0), self.width - 1)
-        b = min(max(b, a + 1), self.width)
-        return range(a, b) if start - self.t0 <= self.ns_per_cell * self.width else range(0)
-
-
-def _bar(row: Row, axis: _Axis, style: str, gaps: list[Gap], until_ns: int) -> Text:
-    cells: list[tuple[str, str]] = [(" ", "")] * axis.width
+def _bar(row: Row, axis: Axis, width: int, style: str, gaps: list[Gap], until_ns: int) -> Text:
+    cells: list[tuple[str, str]] = [(" ", "")] * width
     if row.gap is not None:
-        for i in axis.cells(row.gap.start_ns, row.gap.end_ns):
+        for i in axis.cells(row.gap.start_ns, row.gap.end_ns, width):
             cells[i] = ("░", _GAP_STYLE)
     else:
         glyph = "▆" if len(row.spans) > 1 else "█"
         for span in row.spans:
-            for i in axis.cells(span.start_ns, span.end_ns):
+            for i in axis.cells(span.start_ns, span.end_ns, width):
                 cells[i] = (glyph, style)
         for gap in gaps:
-            for i in axis.cells(gap.start_ns, gap.end_ns):
+            for i in axis.cells(gap.start_ns, gap.end_ns, width):
                 cells[i] = ("░", _GAP_STYLE)
         if row.end_ns > until_ns and cells[-1][0] != " ":
             cells[-1] = ("▸", style)  # runs on past the end of the axis
@@ -151,23 +65,16 @@ def print_waterfall(
     if not trace.spans:
         console.print("(empty trace)")
         return
+    view = waterfall_view(analysis, max_depth=max_depth, collapse_over=collapse_over, startup_only=not full)
+    rows = view.rows
+    axis = view.axis(full=full)
     t0 = analysis.start_ns
-    t1 = analysis.end_ns
-    if not full:
-        t1 = startup_end_ns(analysis) or t1
-    rows = build_rows(analysis, max_depth=max_depth, collapse_over=collapse_over, until_ns=None if full else t1)
-    process_style: dict[str, str] = {}
-    for group in analysis.processes:
-        process_style.setdefault(group.process_key, _PALETTE[len(process_style) % len(_PALETTE)])
-    big_gaps: dict[str, list[Gap]] = {}
-    for gap in analysis.gaps:
-        big_gaps.setdefault(gap.span_id, []).append(gap)
+    t1 = view.startup_ns if view.startup_ns is not None and not full else analysis.end_ns
 
     width = console.width or 100
     name_w = min(max(len(r.label) + 2 * r.depth for r in rows), _NAME_MAX, max(width // 3, 12))
     offset_w, dur_w = 9, 9
     bar_w = max(width - name_w - offset_w - dur_w - 3, 10)
-    axis = _Axis(t0, t1, bar_w)
 
     title = "start-up waterfall" if t1 < analysis.end_ns else "waterfall"
     header = Text(f"{title}: trace {trace.trace_id}, {len(trace)} spans", style="bold")
@@ -183,13 +90,11 @@ def print_waterfall(
         line = Text(label.ljust(name_w), style=_GAP_STYLE if row.gap is not None else "")
         line.append(f" {('+' + format_duration(_s(row.start_ns - t0))):>{offset_w}} ", style="dim")
         if row.gap is not None:
-            line.append_text(_bar(row, axis, _GAP_STYLE, [], t1))
+            line.append_text(_bar(row, axis, bar_w, _GAP_STYLE, [], t1))
             line.append(f" {format_duration(_s(row.gap.duration_ns)):>{dur_w}}", style=_GAP_STYLE)
         else:
             first = row.spans[0]
-            style = process_style.get(first.process_key, "cyan")
-            gaps = big_gaps.get(first.span_id, []) if len(row.spans) == 1 else []
-            line.append_text(_bar(row, axis, style, gaps, t1))
+            line.append_text(_bar(row, axis, bar_w, view.colour(first, _PALETTE), view.row_gaps(row), t1))
             if len(row.spans) == 1:
                 dur = format_duration(_s(first.duration_ns))
             else:

@@ -1,0 +1,315 @@
+"""Open model: executions arrive on a schedule, whatever the server does (pgbench's ``-R``).
+
+Every execution has an intended start. Each worker owns its share of the run's schedule:
+worker g of n takes the run's arrivals g, g+n, g+2n, … (uniform), or a Poisson stream of
+rate R/n offset by g arrivals, so the workers' arrivals interleave and add up to the rate.
+
+No task generates arrivals: a connection that becomes free takes the next one itself.
+Arrivals whose time passed while every connection was busy are the queue; the queue only
+grows between two takes, so replaying the arrivals since the last take, at the take,
+drops exactly those that found it full (``max_queue``). When an arrival's time is still
+ahead, the free connection claims it and sleeps until then.
+
+Three histograms: latency from the intended start to the end (what the user waiting for it
+sees; a stall shows in full, no coordinated omission), service time from the send to the
+end, and the schedule lag (send − intended start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from typing import Any
+
+from spanbench.load.closed import ClosedLoop, ConnectionAbandoned, _describe
+from spanbench.stats import HIGHEST_NS
+from spanbench.targets.base import QueryFn, TargetConnection
+
+INF = float("inf")
+
+
+class RateCurve:
+    """The run's target rate over time (seconds from the START): constant, or piecewise linear
+    stages (each ramps from the previous target to its own, as k6's ramping executors); the
+    last target holds after the stages. ``time_of(u)`` inverts the cumulative arrivals."""
+
+    def __init__(self, rate: float | None, stages: list[tuple[float, float]] | None = None) -> None:
+        # segments: (t_start, t_end, rate at start, slope, cumulative arrivals at start)
+        self.segments: list[tuple[float, float, float, float, float]] = []
+        t, r, cum = 0.0, float(rate or 0.0), 0.0
+        for duration, target in stages or []:
+            slope = (target - r) / duration
+            self.segments.append((t, t + duration, r, slope, cum))
+            cum += (r + target) / 2 * duration
+            t, r = t + duration, float(target)
+        self.segments.append((t, INF, r, 0.0, cum))
+        self._i = 0
+
+    def rate_at(self, t: float) -> float:
+        for ts, te, r0, b, _ in self.segments:
+            if t < te:
+                return r0 + b * (t - ts)
+        return self.segments[-1][2]
+
+    def arrivals_between(self, a: float, b: float) -> float:
+        return self.cumulative(b) - self.cumulative(a)
+
+    def cumulative(self, t: float) -> float:
+        for ts, te, r0, b, cum in self.segments:
+            if t < te:
+                tau = max(0.0, t - ts)
+                return cum + r0 * tau + b * tau * tau / 2
+        return self.segments[-1][4]  # unreachable: the last segment is open-ended
+
+    def time_of(self, u: float) -> float:
+        """The time (s) at which the cumulative arrivals reach ``u``; inf if never. Calls must
+        come with a non-decreasing ``u`` (it walks the segments forward)."""
+        segs = self.segments
+        i = self._i
+        while True:
+            ts, te, r0, b, cum = segs[i]
+            d = u - cum
+            if te == INF:
+                return ts + d / r0 if r0 > 0 else INF
+            nxt = segs[i + 1][4]
+            if u < nxt:
+                root = r0 * r0 + 2 * b * d
+                den = r0 + math.sqrt(root if root > 0 else 0.0)
+                self._i = i
+                return ts + (2 * d / den if den > 0 else 0.0)
+            i += 1
+
+
+class Arrivals:
+    """One worker's intended starts, as perf_counter_ns, in order."""
+
+    def __init__(self, curve: RateCurve, *, group: int, groups: int, poisson: bool, seed: str,
+                 origin_perf_ns: int) -> None:
+        self.curve = curve
+        self.groups = groups
+        self.poisson = poisson
+        self.rng = random.Random(seed)
+        self.origin = origin_perf_ns
+        self.u = float(group)  # this worker's first global arrival
+        if poisson:
+            self.u += groups * self.rng.expovariate(1.0) - groups / 2  # a random phase, still interleaved
+
+    def skip_to(self, perf_ns: int) -> int:
+        """Pass over the arrivals due by ``perf_ns`` (the queue is full: they are dropped); how many."""
+        u_now = self.curve.cumulative((perf_ns - self.origin) / 1e9)
+        if u_now <= self.u:
+            return 0
+        if self.poisson:
+            # memoryless: the next arrival after u_now is u_now + an exponential gap; the
+            # arrivals skipped are counted at their expectation
+            n = int((u_now - self.u) / self.groups)
+            self.u = u_now + self.groups * self.rng.expovariate(1.0)
+            return n
+        n = int((u_now - self.u) / self.groups) + 1
+        self.u += n * self.groups
+        return n
+
+    def next(self) -> float:
+        """The next intended start (perf ns, a float: inf when the schedule has no more)."""
+        u = self.u if self.u > 0 else 0.0
+        t = self.curve.time_of(u)
+        if self.poisson:
+            self.u += self.groups * self.rng.expovariate(1.0)
+        else:
+            self.u += self.groups
+        return self.origin + t * 1e9 if t != INF else INF
+
+
+class OpenLoop(ClosedLoop):
+    """Connections take the next arrival when free; ``ClosedLoop`` lends its error bookkeeping."""
+
+    def __init__(self, state: Any, arrivals: Arrivals, *, max_queue: int, **kw: Any) -> None:
+        super().__init__(state, **kw)
+        self.arrivals = arrivals
+        self.max_queue = max_queue
+        self.queue: deque[float] = deque()
+        self._next = arrivals.next()
+        self.taken = 0  # arrivals handed to a connection
+        self.dropped = 0
+
+    def take(self, now: int) -> float:
+        """The intended start of the next execution for a free connection (perf ns)."""
+        nxt = self._next
+        if nxt <= now:
+            # Arrivals that came while every connection was busy: queue them, or drop them
+            # when the queue is full (as it was at their time: it only shrinks at a take).
+            q = self.queue
+            maxq = self.max_queue
+            arrivals = self.arrivals
+            data = self.state.data
+            while nxt <= now:
+                if len(q) < maxq:
+                    q.append(nxt)
+                    nxt = arrivals.next()
+                    continue
+                # The queue is full: every arrival until now is dropped. Count them from the
+                # curve instead of replaying them one by one (a rate far above capacity must
+                # not cost a loop per arrival).
+                n = 1 + arrivals.skip_to(now)
+                self.dropped += n
+                data.dropped += n
+                nxt = arrivals.next()
+            self._next = nxt
+        self.taken += 1
+        if self.queue:
+            return self.queue.popleft()
+        self._next = self.arrivals.next()
+        return nxt
+
+    async def _first_query(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
+        return  # the first arrival of each connection goes through the loop, traced as "first"
+
+    def cut_open(self, kind: int, intended: float, t0: int) -> None:
+        st = self.state
+        now = time.perf_counter_ns()
+        phase = st.phase_at(t0)
+        if phase is not None:
+            phase.recorders[kind].record(min(HIGHEST_NS, int(now - min(intended, t0))))
+            if phase.service is not None:
+                phase.service[kind].record(now - t0)
+            phase.cut += 1
+
+    async def _loop(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
+        st = self.state
+        spans = self.spans
+        mix = self.mix
+        args = self.args
+        nmix = len(mix)
+        mi = (index * 9973) % nmix
+        perf = time.perf_counter_ns
+        sleep = asyncio.sleep
+        take = self.take
+        qlog = self.query_log
+        qbuf: list[tuple[str, int, int, int, str]] = []
+        qrate = qlog.sample if qlog is not None else 0.0
+        qacc = 0.0
+        slow_ns = spans.slow_ns
+        every = spans.every
+        next_sample = every - (index * 7919) % every
+        n = 0
+        in_a_row = 0
+        first = True
+        gen = st.gen
+        mask, shift, half_mag, half = st.recorders[0].index_constants()
+        cap = HIGHEST_NS
+        try:
+            while not st.stop:
+                now = perf()
+                intended = take(now)
+                if intended > now:
+                    if intended == float("inf"):
+                        await sleep(0.05)  # the schedule is over (a rate of 0): idle until the stop
+                        continue
+                    await sleep((intended - now) / 1e9)
+                    if st.stop:
+                        break
+                if st.gen != gen:
+                    gen = st.gen
+                    await conn.set_phase(st.phase)
+                k = mix[mi]
+                a = args[mi]
+                mi += 1
+                if mi == nmix:
+                    mi = 0
+                t0 = perf()
+                try:
+                    await fns[k](a)
+                except Exception as exc:
+                    t1 = perf()
+                    st.errors[k] += 1
+                    st.last_error = _describe(exc)
+                    cls = self._error(k, exc)
+                    if qlog is not None:
+                        qbuf.append((st.phase, k, t0, t1, cls))
+                    spans.emit(k, index, t0, t1, reason="first" if first else "error", first=first and index == 0,
+                               conn=conn, error=exc)
+                    first = False
+                    if self.reconnect is not None and conn.is_broken(exc):
+                        conn, fns = await self.reconnect(index, conn, spans.wall_ns(t1))
+                        gen = -1
+                        in_a_row = 0
+                        continue
+                    in_a_row += 1
+                    if in_a_row >= self.max_consecutive_errors:
+                        raise ConnectionAbandoned(index, in_a_row, st.last_error) from None
+                    await sleep(min(0.001 * (1 << min(in_a_row, 9)), 0.5))
+                    continue
+                except asyncio.CancelledError:
+                    self.cut_open(k, intended, t0)
+                    raise
+                t1 = perf()
+                data = st.data
+                # LatencyRecorder.record, inlined three times: latency (from the intended
+                # start), service time (from the send), schedule lag (send - intended).
+                # uvloop's timers tick in milliseconds and may wake a little early: a send
+                # before its intended start counts from the send (lag 0), never negative.
+                ns = t1 - int(intended) if intended <= t0 else t1 - t0
+                if ns > cap:
+                    ns = cap
+                rec = data.recorders[k]
+                b = (ns | mask).bit_length() - shift
+                rec.counts[((b + 1) << half_mag) + (ns >> b) - half] += 1
+                rec.total += 1
+                sv = t1 - t0
+                if sv > cap:
+                    sv = cap
+                rec = data.service[k]
+                b = (sv | mask).bit_length() - shift
+                rec.counts[((b + 1) << half_mag) + (sv >> b) - half] += 1
+                rec.total += 1
+                lag = t0 - int(intended)
+                if lag < 1:
+                    lag = 1
+                elif lag > cap:
+                    lag = cap
+                rec = data.lag
+                b = (lag | mask).bit_length() - shift
+                rec.counts[((b + 1) << half_mag) + (lag >> b) - half] += 1
+                rec.total += 1
+                n += 1
+                if in_a_row:
+                    in_a_row = 0
+                if qlog is not None:
+                    qacc += qrate
+                    if qacc >= 1.0:
+                        qacc -= 1.0
+                        qbuf.append((st.phase, k, t0, t1, ""))
+                        if len(qbuf) >= 1000:
+                            qbuf = qlog.flush(qbuf)
+                if first:
+                    first = False
+                    spans.emit(k, index, t0, t1, reason="first", first=index == 0, conn=conn, error=None)
+                elif n == next_sample or sv >= slow_ns:
+                    if n == next_sample:
+                        next_sample += every
+                        spans.emit(k, index, t0, t1, reason="sample", first=False, conn=conn, error=None)
+                    else:
+                        spans.emit(k, index, t0, t1, reason="slow", first=False, conn=conn, error=None)
+        finally:
+            if qlog is not None:
+                qlog.flush(qbuf)
+
+
+def rate_curve(load: Any) -> RateCurve:
+    """The run's rate over time from the ``[load]`` table (rate, stages)."""
+    stages = [(st.duration, float(st.rate or 0.0)) for st in (load.stages or [])]
+    start = load.rate if load.rate is not None else (0.0 if stages else None)
+    return RateCurve(start, stages)
+
+
+def open_loop(state: Any, settings: Any, *, group: int, seed: str, start_unix_ns: int, **kw: Any) -> OpenLoop:
+    """The open model of one worker: its share of the schedule, anchored at the START instant."""
+    load = settings.load
+    # perf_counter at the START instant: the schedule is in the worker's monotonic clock
+    origin = time.perf_counter_ns() + (start_unix_ns - time.time_ns())
+    arrivals = Arrivals(rate_curve(load), group=group, groups=settings.workers, poisson=load.arrival == "poisson",
+                        seed=seed, origin_perf_ns=origin)
+    return OpenLoop(state, arrivals, max_queue=load.max_queue, **kw)
