@@ -203,7 +203,7 @@ def test_gaps_command_over_jaeger_and_tempo(server):
 
     from rich.console import Console
 
-    from spanbench.analysis.command import gaps_command
+    from spanbench.report.gaps_report import gaps_command
 
     server.routes[f"/api/traces/{TID}"] = (200, to_jaeger(TRACE.spans))
     out = io.StringIO()

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from conftest import run_cli, spanbench_env
 from spanbench.analysis.analyze import analyze
-from spanbench.analysis.command import gaps_command
+from spanbench.report.gaps_report import gaps_command
 from spanbench.analysis.load import load_trace
 from spanbench.errors import ConfigError, SpanbenchError
 from support.synthetic import MS, T0_NS, TraceBuilder, spanbench_run, to_jaeger, to_otlp, to_zipkin

@@ -169,7 +169,7 @@ def test_bad_input_is_one_line_config_error(tmp_path: Path, case: str) -> None:
     assert "\n" not in str(err.value) and str(err.value)
 
 
-@pytest.mark.parametrize("width", [80, 160])
+@pytest.mark.parametrize("width", [60, 80, 160])
 def test_every_column_fits_the_terminal(tmp_path: Path, width: int) -> None:
     a = _write_run(tmp_path / "a", spanbench_run())
     b = _write_run(tmp_path / "b", spanbench_run(stall_ms=7500))
@@ -180,4 +180,5 @@ def test_every_column_fits_the_terminal(tmp_path: Path, width: int) -> None:
     line = next(ln for ln in text.splitlines() if ln.lstrip().startswith("wait_for_start "))
     assert "355.0ms → 355.0ms" in line
     assert "+7.50s" in text and "×22.13" in text
+    assert "+7.50s ×22.13" in text  # a cell is never cut, whatever the width (print_table)
     assert all(len(ln) <= width for ln in text.splitlines() if not ln.startswith(("A: ", "B: ")))

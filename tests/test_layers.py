@@ -18,16 +18,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "spanbench"
 
 # Imports that break a rule and wait for a file outside this change, each with why. Each entry
 # must still be there (the last test says when one can go), so this list only shrinks.
-PENDING: dict[tuple[str, str], str] = {
-    # spanbench.cli still imports the gaps and diff commands from analysis, which forwards them
-    # to report; cli.py importing spanbench.report.{gaps_report,diff_report} ends both.
-    ("spanbench.analysis.command", "spanbench.report.gaps_report"): "cli.py imports gaps_command from analysis",
-    ("spanbench.analysis.diff", "spanbench.report.diff_report"): "cli.py imports diff_command from analysis",
-    # The cycle load → targets → settings → telemetry → load: the metrics module takes the phase
-    # names and LoadState from the load package, which sits above it (load imports targets,
-    # targets import settings, settings import telemetry.endpoints to check OTLP protocols).
-    ("spanbench.telemetry.metrics", "spanbench.load.state"): "phase names belong below telemetry and load",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

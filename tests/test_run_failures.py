@@ -17,6 +17,7 @@ import asyncpg
 import psutil
 
 from conftest import spanbench_env
+from support.faults import fetch
 
 
 def start_run(dsn: str, output: Path, *extra: str) -> subprocess.Popen[str]:
@@ -35,12 +36,7 @@ def run_id_of(output: Path, deadline: float) -> str:
     raise AssertionError("no run folder appeared")
 
 
-async def query(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
+query = fetch  # one helper for a look at the control tables (support/faults.py)
 
 
 def wait_running(dsn: str, run_id: str, deadline: float) -> dict[str, int]:

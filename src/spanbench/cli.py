@@ -73,7 +73,7 @@ def _options(
     version: Annotated[Optional[bool], typer.Option("--version", is_eager=True, callback=_print_version,
                                                     help="print spanbench's version and exit")] = None,
 ) -> None:
-    if ctx.invoked_subcommand == "worker":
+    if ctx.invoked_subcommand in ("run", "init", "worker", "pools"):
         # run and init refuse it when they build their settings; a worker builds its own only
         # once it has joined a run, too late to refuse bad input.
         from spanbench.telemetry.endpoints import check_otlp_protocols
@@ -252,7 +252,7 @@ def gaps(
     query: Annotated[Optional[str], typer.Option(help="TraceQL query (with --tempo): the most recent match")] = None,
 ) -> None:
     """Where did the time go: the start-up waterfall and every gap no span claims."""
-    from spanbench.analysis.command import gaps_command
+    from spanbench.report.gaps_report import gaps_command
     from spanbench.runs import resolve_run
 
     if path is None and not (jaeger or tempo):
@@ -283,7 +283,7 @@ def diff(
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Line two runs up per span name (count, p50, max): what grew, and by how much."""
-    from spanbench.analysis.diff import diff_command
+    from spanbench.report.diff_report import diff_command
     from spanbench.runs import resolve_run
 
     raise typer.Exit(diff_command(str(resolve_run(run_a)), str(resolve_run(run_b)), as_json=json_out))

@@ -176,10 +176,10 @@ def load_scenario(path: Path) -> dict[str, Any]:
 
 
 def build_settings(scenario: Path | None = None, **flags: Any) -> Settings:
-    """Settings from flags (None means not given), the scenario file and the environment."""
-    from spanbench.telemetry.endpoints import check_otlp_protocols
+    """Settings from flags (None means not given), the scenario file and the environment.
 
-    check_otlp_protocols()
+    (The OTLP protocol variables are checked by the CLI before any command that exports:
+    settings sit below telemetry, and must not import it.)"""
     warn_unknown_variables()
     values: dict[str, Any] = load_scenario(scenario) if scenario else {}
     values.update({k: v for k, v in flags.items() if v is not None})

@@ -472,6 +472,7 @@ class Worker:
                 span.set_attribute("scale.model", "open")
             else:
                 self.loop = ClosedLoop(self.state, **common)
+                self.loop.think_s = s.load.think_time
             self.loop.reconnect = self.pool_reconnect
             self.schedule = PhaseSchedule(self.state, on_change=self._sample)
             early_ms = (start_ns - time.time_ns()) / 1e6
@@ -496,11 +497,18 @@ class Worker:
             pump = asyncio.create_task(self.metrics.run()) if self.metrics else None
             pending = set(tasks)
             seen = len(tasks)
-            while pending and not st.stop:
-                done, pending = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
+            # find-max: a worker may have no connection before its first step that gives it one
+            waiting = self.find_max is not None and len(tasks) < len(self.conns)
+            while (pending or waiting) and not st.stop:
+                if pending:
+                    done, pending = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    done = set()
+                    await asyncio.sleep(0.05)
                 if len(tasks) > seen:  # find-max: a step opened more connections
                     pending |= set(tasks[seen:])
                     seen = len(tasks)
+                waiting = self.find_max is not None and len(tasks) < len(self.conns)
                 for t in done:
                     exc = t.exception()
                     if exc is not None:

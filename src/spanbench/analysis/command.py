@@ -120,11 +120,3 @@ def fail_over_json(fail_s: float, over: list[tuple[CriticalPath, Gap, int]]) -> 
             for p, g, n in over
         ],
     }
-
-
-def gaps_command(source: str | None, **kw: Any) -> int:
-    """Kept for ``spanbench.cli`` until it imports ``spanbench.report.gaps_report`` (tests/test_layers.py
-    lists this one upward import as pending)."""
-    from spanbench.report.gaps_report import gaps_command as command
-
-    return command(source, **kw)

@@ -264,11 +264,3 @@ def load_side(source: str, results: dict[str, Any] | None) -> RunSide:
 def diff_sides(a: RunSide, b: RunSide) -> RunDiff:
     spans = diff_traces(a.trace, b.trace) if a.trace is not None and b.trace is not None else []
     return RunDiff(a, b, headlines(a, b), spans)
-
-
-def diff_command(run_a: str, run_b: str, *, as_json: bool = False, console: Any = None) -> int:
-    """Kept for ``spanbench.cli`` until it imports ``spanbench.report.diff_report`` (tests/test_layers.py
-    lists this one upward import as pending)."""
-    from spanbench.report.diff_report import diff_command as command
-
-    return command(run_a, run_b, as_json=as_json, console=console)

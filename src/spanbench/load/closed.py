@@ -48,6 +48,7 @@ class ClosedLoop:
         self.query_log = query_log
         # Re-opens a broken connection (the worker's pool.reconnect): (index, old connection,
         # wall ns of the break) -> (connection, query fns); raises when the target is gone.
+        self.think_s = 0.0  # [load] think_time: a connection's pause between two queries
         self.reconnect: Callable[[int, TargetConnection, int], Awaitable[tuple[TargetConnection, list[QueryFn]]]] | None = None
 
     async def run_connection(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
@@ -127,6 +128,7 @@ class ClosedLoop:
         gen = st.gen
         mask, shift, half_mag, half = st.recorders[0].index_constants()
         cap = HIGHEST_NS
+        think = self.think_s
         try:
             while not st.stop:
                 if st.gen != gen:
@@ -193,6 +195,8 @@ class ClosedLoop:
                         spans.emit(k, index, t0, t1, reason="sample", first=False, conn=conn, error=None)
                     else:
                         spans.emit(k, index, t0, t1, reason="slow", first=False, conn=conn, error=None)
+                if think:
+                    await asyncio.sleep(think)
         finally:
             if qlog is not None:
                 qlog.flush(qbuf)

@@ -29,6 +29,7 @@ from spanbench.stats import HIGHEST_NS
 from spanbench.targets.base import QueryFn, TargetConnection
 
 INF = float("inf")
+_log = math.log
 
 
 class RateCurve:
@@ -92,21 +93,28 @@ class Arrivals:
         self.groups = groups
         self.poisson = poisson
         self.rng = random.Random(seed)
+        self._random = self.rng.random
         self.origin = origin_perf_ns
         self.u = float(group)  # this worker's first global arrival
         if poisson:
             self.u += groups * self.rng.expovariate(1.0) - groups / 2  # a random phase, still interleaved
+        # A constant rate (no stages): arrival u is at origin + u / rate, no curve to walk.
+        only = curve.segments[0]
+        self.ns_per_arrival = 1e9 / only[2] if len(curve.segments) == 1 and only[2] > 0 else 0.0
 
     def skip_to(self, perf_ns: int) -> int:
         """Pass over the arrivals due by ``perf_ns`` (the queue is full: they are dropped); how many."""
-        u_now = self.curve.cumulative((perf_ns - self.origin) / 1e9)
+        if self.ns_per_arrival:
+            u_now = (perf_ns - self.origin) / self.ns_per_arrival
+        else:
+            u_now = self.curve.cumulative((perf_ns - self.origin) / 1e9)
         if u_now <= self.u:
             return 0
         if self.poisson:
             # memoryless: the next arrival after u_now is u_now + an exponential gap; the
             # arrivals skipped are counted at their expectation
             n = int((u_now - self.u) / self.groups)
-            self.u = u_now + self.groups * self.rng.expovariate(1.0)
+            self.u = u_now + self.groups * -_log(1.0 - self._random())
             return n
         n = int((u_now - self.u) / self.groups) + 1
         self.u += n * self.groups
@@ -114,12 +122,16 @@ class Arrivals:
 
     def next(self) -> float:
         """The next intended start (perf ns, a float: inf when the schedule has no more)."""
-        u = self.u if self.u > 0 else 0.0
-        t = self.curve.time_of(u)
+        u = self.u
         if self.poisson:
-            self.u += self.groups * self.rng.expovariate(1.0)
+            self.u = u + self.groups * -_log(1.0 - self._random())
         else:
-            self.u += self.groups
+            self.u = u + self.groups
+        if u < 0:
+            u = 0.0
+        if self.ns_per_arrival:
+            return self.origin + u * self.ns_per_arrival
+        t = self.curve.time_of(u)
         return self.origin + t * 1e9 if t != INF else INF
 
 
@@ -132,36 +144,68 @@ class OpenLoop(ClosedLoop):
         self.max_queue = max_queue
         self.queue: deque[float] = deque()
         self._next = arrivals.next()
+        # A constant rate: the gaps are computed here, inline, with no call per arrival.
+        self._step_ns = arrivals.ns_per_arrival * arrivals.groups
+        self._poisson = arrivals.poisson
+        self._random = arrivals.rng.random
         self.taken = 0  # arrivals handed to a connection
         self.dropped = 0
 
     def take(self, now: int) -> float:
         """The intended start of the next execution for a free connection (perf ns)."""
         nxt = self._next
+        q = self.queue
         if nxt <= now:
-            # Arrivals that came while every connection was busy: queue them, or drop them
-            # when the queue is full (as it was at their time: it only shrinks at a take).
-            q = self.queue
-            maxq = self.max_queue
-            arrivals = self.arrivals
-            data = self.state.data
-            while nxt <= now:
-                if len(q) < maxq:
+            # Arrivals that came while every connection was busy: queued while there is room
+            # (the queue only shrinks at a take, so it was as full at their time as it is now);
+            # once it is full, every arrival due by now is dropped, counted rather than replayed
+            # one by one (a rate far above capacity costs no loop).
+            room = self.max_queue - len(q)
+            step = self._step_ns
+            if step:
+                # a constant rate, inlined: the next arrival is step (or an exponential gap of
+                # mean step) after this one
+                if self._poisson:
+                    while room > 0 and nxt <= now:
+                        q.append(nxt)
+                        room -= 1
+                        nxt += step * -_log(1.0 - self._random())
+                    if nxt <= now:
+                        n = int((now - nxt) / step) + 1  # the expected count; memoryless after it
+                        nxt = now + step * -_log(1.0 - self._random())
+                        self.dropped += n
+                        self.state.data.dropped += n
+                else:
+                    while room > 0 and nxt <= now:
+                        q.append(nxt)
+                        room -= 1
+                        nxt += step
+                    if nxt <= now:
+                        n = int((now - nxt) // step) + 1
+                        nxt += n * step
+                        self.dropped += n
+                        self.state.data.dropped += n
+            else:
+                arrivals = self.arrivals
+                while room > 0 and nxt <= now:
                     q.append(nxt)
+                    room -= 1
                     nxt = arrivals.next()
-                    continue
-                # The queue is full: every arrival until now is dropped. Count them from the
-                # curve instead of replaying them one by one (a rate far above capacity must
-                # not cost a loop per arrival).
-                n = 1 + arrivals.skip_to(now)
-                self.dropped += n
-                data.dropped += n
-                nxt = arrivals.next()
+                if nxt <= now:
+                    n = 1 + arrivals.skip_to(now)
+                    self.dropped += n
+                    self.state.data.dropped += n
+                    nxt = arrivals.next()
             self._next = nxt
         self.taken += 1
-        if self.queue:
-            return self.queue.popleft()
-        self._next = self.arrivals.next()
+        if q:
+            return q.popleft()
+        # on time: this connection claims the arrival ahead and sleeps until it
+        step = self._step_ns
+        if step:
+            self._next = nxt + (step * -_log(1.0 - self._random()) if self._poisson else step)
+        else:
+            self._next = self.arrivals.next()
         return nxt
 
     async def _first_query(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
@@ -187,6 +231,13 @@ class OpenLoop(ClosedLoop):
         perf = time.perf_counter_ns
         sleep = asyncio.sleep
         take = self.take
+        # The constant-rate schedule, inlined below (take() in locals): this runs once per query.
+        q = self.queue
+        step = self._step_ns
+        poisson = self._poisson
+        rnd = self._random
+        log = _log
+        maxq = self.max_queue
         qlog = self.query_log
         qbuf: list[tuple[str, int, int, int, str]] = []
         qrate = qlog.sample if qlog is not None else 0.0
@@ -203,7 +254,31 @@ class OpenLoop(ClosedLoop):
         try:
             while not st.stop:
                 now = perf()
-                intended = take(now)
+                if step:
+                    nxt = self._next
+                    if nxt <= now:
+                        room = maxq - len(q)
+                        while room > 0 and nxt <= now:
+                            q.append(nxt)
+                            room -= 1
+                            nxt += step * -log(1.0 - rnd()) if poisson else step
+                        if nxt <= now:  # the queue is full: what is due by now is dropped
+                            if poisson:
+                                dn = int((now - nxt) / step) + 1
+                                nxt = now + step * -log(1.0 - rnd())
+                            else:
+                                dn = int((now - nxt) // step) + 1
+                                nxt += dn * step
+                            self.dropped += dn
+                            st.data.dropped += dn
+                    if q:
+                        self._next = nxt
+                        intended = q.popleft()
+                    else:
+                        intended = nxt
+                        self._next = nxt + (step * -log(1.0 - rnd()) if poisson else step)
+                else:
+                    intended = take(now)
                 if intended > now:
                     if intended == float("inf"):
                         await sleep(0.05)  # the schedule is over (a rate of 0): idle until the stop

@@ -62,17 +62,6 @@ def print_gaps_report(analysis: Analysis, console: Console, *, max_depth: int | 
         analysis.trace.warnings = warnings
 
 
-def print_gaps_report(analysis: Analysis, console: Console, *, max_depth: int | None, full: bool) -> None:
-    print_waterfall(analysis, console, max_depth=max_depth, full=full)
-    console.print()
-    # The warnings went to stderr already; print_gaps would repeat each one in the report.
-    warnings, analysis.trace.warnings = analysis.trace.warnings, []
-    try:
-        print_gaps(analysis, console)
-    finally:
-        analysis.trace.warnings = warnings
-
-
 def gaps_command(
     source: str | None,
     *,

@@ -38,8 +38,8 @@ from spanbench.analysis.model import Span
 from spanbench.errors import ConfigError
 from spanbench.report.axis import Axis, nice_step
 from spanbench.report.redact import clean, shown
-from spanbench.report.view import Row, RunView, WaterfallView, run_view, waterfall_view
-from spanbench.report.waterfall import _gap_groups, _group_line, gap_line, path_line
+from spanbench.report.view import Row, RunView, WaterfallView, gap_groups, run_view, waterfall_view
+from spanbench.report.waterfall import gap_line, group_line, path_line
 from spanbench.results import read_results_file
 from spanbench.units import format_duration
 
@@ -262,13 +262,13 @@ def _waterfall(analysis: Analysis) -> dict[str, Any]:
 def _gaps(analysis: Analysis) -> dict[str, Any]:
     trace = analysis.trace
     items = []
-    for group in _gap_groups(analysis, 3):
+    for group in gap_groups(analysis, 3):
         gap = group[0]
         critical = len(group) == 1 and analysis.on_critical_path(gap)
         items.append({
             "critical": critical, "start_ms": _ms(gap.start_ns - analysis.start_ns),
             "gap_ms": _ms(sum(g.duration_ns for g in group)), "count": len(group),
-            "text": gap_line(analysis, gap) if len(group) == 1 else _group_line(analysis, group),
+            "text": gap_line(analysis, gap) if len(group) == 1 else group_line(analysis, group),
             "at": _dur(gap.start_ns - analysis.start_ns),
         })
     paths = [
@@ -354,9 +354,10 @@ def _figures(run: RunView | None, analysis: Analysis | None) -> list[tuple[str, 
     return figures
 
 
-def render_html(run_dir: Path, results: dict[str, Any] | None, analysis: Analysis | None, *, trace_note: str | None = None) -> str:
-    """The page as a string (``write_html_report`` writes it)."""
-    run = run_view(results) if results is not None else None
+def render_html(run_dir: Path, results: dict[str, Any] | RunView | None, analysis: Analysis | None, *,
+                trace_note: str | None = None) -> str:
+    """The page as a string (``write_html_report`` writes it), from results.json's dict or its view."""
+    run = run_view(results) if isinstance(results, dict) else results
     page = {
         "run_id": (run.run_id if run is not None else None) or run_dir.name,
         "status": run.status if run is not None else None,
@@ -374,17 +375,19 @@ def render_html(run_dir: Path, results: dict[str, Any] | None, analysis: Analysi
     return _env().get_template("report.html.j2").render(page=page, css=_asset("report.css"), js=_asset("report.js"))
 
 
-def write_html_report(run_dir: Path | str, *, analysis: Analysis | None = None, min_gap_s: float = 0.05) -> Path:
+def write_html_report(run_dir: Path | str, *, analysis: Analysis | None = None, min_gap_s: float = 0.05,
+                      view: RunView | None = None) -> Path:
     """Write ``run_dir/report.html`` and return its path.
 
     ``analysis`` (the run's own, when ``spanbench run`` has it) saves loading the trace
     again. Without a trace in the folder (tracing off) the page has a note instead of a
-    waterfall. A folder with neither results.json nor a trace is a ConfigError.
+    waterfall. ``view`` (the terminal's, at the end of a run) saves reading results.json again.
+    A folder with neither results.json nor a trace is a ConfigError.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"not a run folder: {run_dir}")
-    results = read_results_file(run_dir)
+    results: dict[str, Any] | RunView | None = view if view is not None else read_results_file(run_dir)
     note = None
     if analysis is None:
         if any(run_dir.glob("*.jsonl")):
@@ -413,10 +416,11 @@ def report_command(run_folder: str) -> int:
     return 0
 
 
-def report_after_run(run_dir: Path, analysis: Analysis | None, console: Any = None) -> Path | None:
+def report_after_run(run_dir: Path, analysis: Analysis | None, console: Any = None, *,
+                     view: RunView | None = None) -> Path | None:
     """For the end of ``spanbench run``: write the page; a failure is a warning, never the run's."""
     try:
-        path = write_html_report(run_dir, analysis=analysis)
+        path = write_html_report(run_dir, analysis=analysis, view=view)
     except Exception as err:  # the run's results are already on disk; the page is a bonus
         if console is not None:
             console.print(f"[yellow]warning: report.html not written: {type(err).__name__}: {err}[/]")

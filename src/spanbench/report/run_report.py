@@ -12,7 +12,7 @@ from rich.text import Text
 
 from spanbench.outcome import RunOutcome
 from spanbench.report.tables import print_table  # re-exported: tests and callers import it from here
-from spanbench.report.view import run_view
+from spanbench.report.view import RunView, run_view
 from spanbench.settings import Settings
 from spanbench.telemetry.provider import SpanStats
 from spanbench.telemetry.process_start import own_start
@@ -47,7 +47,10 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
             path.write_text(json.dumps(results, indent=2, default=str))
 
     completed = outcome.status in ("COMPLETED", "COMPLETED_WITH_ERRORS")
-    measured = print_results(outcome, console)
+    # One view of the figures for the terminal and the page, built from what results.json holds
+    # (the JSON round trip turns paths and the like into the strings the file has).
+    view = run_view(json.loads(json.dumps(results, default=str)))
+    measured = print_results(outcome, console, view)
     if analysis is not None:
         from spanbench.report.waterfall import print_gaps, print_waterfall
 
@@ -61,8 +64,8 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
     console.print(f"run folder: {outcome.run_dir}")
     from spanbench.report.html import report_after_run
 
-    report_after_run(outcome.run_dir, analysis, console)
-    print_trouble(outcome.results, console)
+    report_after_run(outcome.run_dir, analysis, console, view=view)
+    print_trouble(results, console, view)
     if outcome.status == "COMPLETED_WITH_ERRORS":
         from spanbench.errors import RunCompletedWithErrors
 
@@ -77,9 +80,9 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
     return 0
 
 
-def print_trouble(results: dict[str, Any], console: Console) -> None:
+def print_trouble(results: dict[str, Any], console: Console, view: RunView | None = None) -> None:
     """Stalls, cut queries, partial figures, errors by class: a run that had them never reads as clean."""
-    view = run_view(results)
+    view = view or run_view(results)
     for st in view.stalls:
         console.print(f"[bold red]stall[/] +{st.start_s:.0f}s for {st.seconds:.0f}s: {st.kind}, "
                       f"{st.min_qps:,.0f} q/s at the lowest (median {st.median_qps:,.0f}), {st.errors:,.0f} errors")
@@ -97,7 +100,7 @@ def print_trouble(results: dict[str, Any], console: Console) -> None:
         console.print(Text(f"warning: {w}"), soft_wrap=True)
 
 
-def print_results(outcome: RunOutcome, console: Console) -> bool:
+def print_results(outcome: RunOutcome, console: Console, view: RunView | None = None) -> bool:
     """The run's figures; return whether anything was measured.
 
     A run that ended before measuring anything prints nothing (no table of zeros); one that
@@ -105,7 +108,7 @@ def print_results(outcome: RunOutcome, console: Console) -> bool:
     """
     if not outcome.results:
         return False
-    view = run_view(outcome.results)
+    view = view or run_view(outcome.results)
     measured = bool(view.queries or view.errors)
     completed = outcome.status == "COMPLETED"
     if not measured and not completed:

@@ -34,7 +34,7 @@ def print_table(console: Console, title: str, headers: Sequence[str], rows: Sequ
 
     def build(cols: list[int], style: box.Box, part_title: str) -> Table:
         compact = style is not box.HEAVY_HEAD
-        table = Table(title=part_title, title_justify="left", box=style, pad_edge=not compact,
+        table = Table(title=part_title or None, title_justify="left", box=style, pad_edge=not compact,
                       show_edge=not compact, collapse_padding=compact)
         for i in cols:
             cells = [_plain(row[i]) for row in rows]
@@ -72,8 +72,10 @@ def print_table(console: Console, title: str, headers: Sequence[str], rows: Sequ
     for n, group in enumerate(groups):
         cols = sorted(label_cols + group)
         part = title if n == 0 else f"{title} (continued)"
-        if len(part) > width:  # a title is printed unwrapped: a long one must not overflow the line
-            part = "(continued)"
+        if len(part) > width:
+            # A part is printed unwrapped, and its title with it: a long title goes on lines of its own.
+            console.print(Text(part, style="table.title"))
+            part = ""
         # a part that still cannot fit (a very narrow console) is printed whole: the terminal wraps it
         console.print(build(cols, style, part), crop=False, overflow="ignore")
 

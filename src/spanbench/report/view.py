@@ -114,6 +114,30 @@ def _row_gaps(analysis: Analysis, gaps: list[Gap], collapse_over: int) -> list[G
     return [g for g, k in zip(gaps, keys) if pattern[k] <= collapse_over or analysis.on_critical_path(g)]
 
 
+def gap_groups(analysis: Analysis, collapse_over: int) -> list[list[Gap]]:
+    """Gaps in time order; repeats of one pattern (same span, same neighbours' names: the
+    idle time between sampled ``query`` spans) merged into one group when many."""
+    trace = analysis.trace
+    groups: dict[tuple[str, str | None, str | None], list[Gap]] = {}
+    for gap in analysis.gaps:
+        before, after = trace.get(gap.before_id), trace.get(gap.after_id)
+        key = (gap.span_id, before.name if before else None, after.name if after else None)
+        groups.setdefault(key, []).append(gap)
+    out: list[list[Gap]] = []
+    for members in groups.values():
+        # Gaps on a critical path are never folded away: they are the answer.
+        if len(members) > collapse_over:
+            alone = [g for g in members if analysis.on_critical_path(g)]
+            rest = [g for g in members if not analysis.on_critical_path(g)]
+        else:
+            alone, rest = members, []
+        out.extend([g] for g in alone)
+        if rest:
+            out.append(rest)
+    out.sort(key=lambda grp: grp[0].start_ns)
+    return out
+
+
 @dataclass(slots=True)
 class WaterfallView:
     """Rows, gaps, colours and the two axis windows of one trace's waterfall.

@@ -17,7 +17,7 @@ from spanbench.analysis.analyze import Analysis
 from spanbench.analysis.critical_path import CriticalPath
 from spanbench.analysis.gaps import Gap
 from spanbench.report.axis import Axis
-from spanbench.report.view import Row, build_rows, startup_end_ns, waterfall_view
+from spanbench.report.view import Row, build_rows, gap_groups, startup_end_ns, waterfall_view
 from spanbench.units import format_duration
 
 __all__ = ["Row", "build_rows", "gap_line", "path_line", "print_gaps", "print_waterfall", "startup_end_ns"]
@@ -140,31 +140,7 @@ def path_line(analysis: Analysis, path: CriticalPath) -> str:
     )
 
 
-def _gap_groups(analysis: Analysis, collapse_over: int) -> list[list[Gap]]:
-    """Gaps in time order; repeats of one pattern (same span, same neighbours' names: the
-    idle time between sampled ``query`` spans) merged into one group when many."""
-    trace = analysis.trace
-    groups: dict[tuple[str, str | None, str | None], list[Gap]] = {}
-    for gap in analysis.gaps:
-        before, after = trace.get(gap.before_id), trace.get(gap.after_id)
-        key = (gap.span_id, before.name if before else None, after.name if after else None)
-        groups.setdefault(key, []).append(gap)
-    out: list[list[Gap]] = []
-    for members in groups.values():
-        # Gaps on a critical path are never folded away: they are the answer.
-        if len(members) > collapse_over:
-            alone = [g for g in members if analysis.on_critical_path(g)]
-            rest = [g for g in members if not analysis.on_critical_path(g)]
-        else:
-            alone, rest = members, []
-        out.extend([g] for g in alone)
-        if rest:
-            out.append(rest)
-    out.sort(key=lambda grp: grp[0].start_ns)
-    return out
-
-
-def _group_line(analysis: Analysis, gaps: list[Gap]) -> str:
+def group_line(analysis: Analysis, gaps: list[Gap]) -> str:
     first = gaps[0]
     where = labels.in_context(analysis.trace, analysis.trace[first.span_id])
     before = _span_name(analysis, first.before_id) or "its start"
@@ -191,11 +167,11 @@ def print_gaps(analysis: Analysis, console: Console, *, collapse_over: int = 3) 
     _say(console, Text(f"gaps ≥ {threshold}", style="bold"))
     if not analysis.gaps:
         _say(console, Text(f"  no gap of {threshold} or more"))
-    for group in _gap_groups(analysis, collapse_over):
+    for group in gap_groups(analysis, collapse_over):
         gap = group[0]
         critical = len(group) == 1 and analysis.on_critical_path(gap)
         line = Text("  ")
-        text = gap_line(analysis, gap) if len(group) == 1 else _group_line(analysis, group)
+        text = gap_line(analysis, gap) if len(group) == 1 else group_line(analysis, group)
         line.append(text, style=_GAP_STYLE if critical else "red")
         line.append(f"  at +{format_duration(_s(gap.start_ns - analysis.start_ns))}", style="dim")
         if critical:

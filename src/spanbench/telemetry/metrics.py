@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.sdk.metrics import Exemplar
 from opentelemetry.sdk.metrics.export import (
@@ -34,12 +35,12 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from spanbench.load.state import COOLDOWN, INIT, MEASUREMENT, WARMUP, LoadState
 from spanbench.stats import new_histogram
 
 # Latency bucket bounds in seconds (OTLP explicit bounds): 100 µs to 10 s.
 BOUNDS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-PHASE_NUMBER = {INIT: 0, WARMUP: 1, MEASUREMENT: 2, COOLDOWN: 3}
+# The phase names (load/state.py) as strings: telemetry sits below the load package.
+PHASE_NUMBER = {"INIT": 0, "WARMUP": 1, "MEASUREMENT": 2, "COOLDOWN": 3}
 _EXPORT_TIMEOUT_S = 5.0
 
 
@@ -85,7 +86,7 @@ class MetricsPump:
         self,
         exporter: MetricExporter,
         resource: Resource,
-        state: LoadState,
+        state: Any,  # load.state.LoadState: read, never imported here
         kinds: Sequence[str],
         *,
         attributes: dict[str, str],

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""What the open model costs over the closed loop: its reachable rate vs the closed loop's QPS.
+
+One embedded PostgreSQL 18 server in a temporary folder, filled once by ``spanbench init``.
+Then, interleaved (A B A B …, so that drift on the machine hits both alike), with the same
+workers and connections, point selects only, tracing off:
+
+- A, ``closed``: ``spanbench run`` with the closed loop (no ``[load]``);
+- B, ``open``: ``spanbench run SCENARIO`` with ``[load] model = "open"`` at a rate far above
+  capacity (``--rate``, default 1,000,000/s) and ``max_queue = 10000``: every connection
+  always has an arrival waiting, so the achieved rate (executions per second of the
+  measurement) is the most the open model's hot path delivers with those connections; the
+  surplus arrivals are dropped and counted, not replayed one by one.
+
+The ratio B/A of each pair is printed as min / median / max; the record goes to
+``bench/results/open_overhead-<timestamp>.json``. The goal: median B/A ≥ 0.9.
+
+Usage::
+
+    python bench/open_overhead.py                       # 8 connections, 2 workers, 3 pairs of 5 s
+    python bench/open_overhead.py --repeat 5 --duration 10 --connections 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pgbench_compare import BenchError, Server, run_cmd  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = 100_000
+
+
+def env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("SPANBENCH_", "OTEL_", "TRACEPARENT"))}
+    out["SPANBENCH_TRACING"] = "0"
+    out["SPANBENCH_POINT_SELECT_ONLY"] = "1"
+    return out
+
+
+def run_variant(args: argparse.Namespace, server: Server, variant: str, scenario: Path, work: Path, tag: str) -> dict[str, Any]:
+    out_dir = work / "runs" / tag
+    cmd = [sys.executable, "-m", "spanbench", "run"]
+    if variant == "open":
+        cmd.append(str(scenario))
+    cmd += ["--target-dsn", server.dsn, "--workers", str(args.workers), "--connections", str(args.connections),
+            "--pool-batch-size", str(args.connections), "--warmup", f"{args.warmup}s",
+            "--duration", f"{args.duration}s", "--output", str(out_dir)]
+    # read results.json whatever the exit code: 4 (completed with errors) still measured
+    run_cmd(cmd, timeout=args.warmup + args.duration + 180, log=work / f"{tag}.log", env=env(), cwd=work, check=False)
+    found = sorted(out_dir.glob("*/results.json"))
+    if not found:
+        raise BenchError(f"no results.json under {out_dir} (output: {work / f'{tag}.log'})")
+    m = json.loads(found[-1].read_text())["measurement"]
+    if m["errors"]:
+        raise BenchError(f"{tag}: {m['errors']} errors")
+    rate = (m["queries"] + m["errors"]) / m["seconds"] if m["seconds"] else 0.0
+    row = {"variant": variant, "qps": rate, "queries": m["queries"], "seconds": m["seconds"]}
+    if variant == "open":
+        row.update(dropped=m.get("dropped"), service_p50_ms=m.get("service_all", {}).get("p50_ms"),
+                   schedule_lag_p50_ms=m.get("schedule_lag", {}).get("p50_ms"))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=3, help="pairs A B (default 3)")
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--rate", type=float, default=1_000_000, help="the open variant's target (far above capacity)")
+    args = p.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="spanbench-open-overhead-") as tmp:
+        work = Path(tmp)
+        scenario = work / "open.toml"
+        scenario.write_text(f'[load]\nmodel = "open"\nrate = {args.rate}\nmax_queue = 10000\n')
+        server = Server(work)
+        server.start()
+        try:
+            run_cmd([sys.executable, "-m", "spanbench", "init", "--target-dsn", server.dsn, "--rows", str(ROWS)],
+                    timeout=300, log=work / "init.log", env=env())
+            for i in range(args.repeat):
+                for v in (["closed", "open"] if i % 2 == 0 else ["open", "closed"]):
+                    r = run_variant(args, server, v, scenario, work, f"{v}-{i}")
+                    r["repeat"] = i
+                    rows.append(r)
+                    print(f"  repeat {i}  {v:<6}  {r['qps']:>10,.0f} executions/s", flush=True)
+        finally:
+            server.stop()
+    by: dict[int, dict[str, float]] = {}
+    for r in rows:
+        by.setdefault(r["repeat"], {})[r["variant"]] = r["qps"]
+    values = [v["open"] / v["closed"] for v in by.values() if v.get("closed")]
+    summary = {"open/closed": {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}}
+    s = summary["open/closed"]
+    print(f"open/closed  min {s['min']:.3f}  median {s['median']:.3f}  max {s['max']:.3f}  (n={s['n']})")
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (out / f"open_overhead-{stamp}.json").write_text(json.dumps({"args": vars(args), "runs": rows, "summary": summary}, indent=2))
+    return 0 if s["median"] >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"open_overhead: {exc}", file=sys.stderr)
+        sys.exit(1)
