@@ -84,3 +84,85 @@ def test_the_rate_holds_with_workers_started_elsewhere(pg_dsn: str, tmp_path: Pa
     assert m["rate_shortfall"]["met"]
     # each worker took its half of the schedule
     assert all(abs(w["qps"] - 200) <= 0.05 * 200 for w in res["workers"]), res["workers"]
+
+
+def test_closed_stages_change_the_connections_and_think_time_paces_them(cli, pg_dsn: str, tmp_path: Path) -> None:
+    # think_time 20 ms: each connection does about 50 queries a second, so throughput
+    # follows the connections the stages ask for
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text("""point_select_only = true
+
+[load]
+think_time = "20ms"
+stages = [ { duration = "2s", connections = 2 }, { duration = "0.1s", connections = 6 }, { duration = "2.4s", connections = 6 } ]
+""")
+    r = cli("run", str(scenario), "--target-dsn", pg_dsn, "--workers", "2", "--connections", "2",
+            "--warmup", "0s", "--duration", "4.5s", env=spanbench_env(SPANBENCH_TRACING="1"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((r.run_dir() / "results.json").read_text())
+    by_s = {int(b["t_s"]): b["qps"] for b in res["timeline"]}
+    two, six = by_s[1], by_s[3]
+    assert 60 <= two <= 110, res["timeline"]  # 2 connections, about 50/s each
+    assert 2.4 <= six / two <= 3.3, res["timeline"]  # three times the connections
+    stages = [s for s in read_spans(r.run_dir()) if s.name == "load.stage"]
+    assert [s.attrs["load.stage.connections_to"] for s in sorted(stages, key=lambda s: s.start)] == [2, 6, 6]
+
+
+def test_the_schedule_cancels_its_timers_at_the_stop() -> None:
+    """A late timer must not reopen a phase after a STOP: the schedule owns and cancels them."""
+    import asyncio
+    import time
+
+    from spanbench.load.schedule import PhaseSchedule
+    from spanbench.load.state import LoadState
+
+    async def main() -> tuple[str, int, int]:
+        st = LoadState(1)
+        sched = PhaseSchedule(st)
+        sched.start({"start_unix_ns": time.time_ns(), "warmup_s": 0.05, "duration_s": 0.05, "cooldown_s": 0.05})
+        armed = sched.pending
+        st.request_stop("stop requested")  # as a STOP event does, before any timer fired
+        sched.cancel()
+        await asyncio.sleep(0.25)
+        return st.phase, armed, sched.pending
+
+    phase, armed, left = asyncio.run(main())
+    assert armed == 3 and left == 0
+    assert phase == "WARMUP"
+
+
+def test_find_max_steps_name_the_step_in_the_query_tag() -> None:
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from spanbench.load.find_max import Steps
+    from spanbench.load.schedule import PhaseSchedule
+    from spanbench.load.state import LoadState
+    from spanbench.scenario import Load
+
+    async def main() -> list[str]:
+        st = LoadState(1)
+        sched = PhaseSchedule(st)
+        worker = SimpleNamespace(state=st, schedule=sched, loop=SimpleNamespace(kinds=["q"], state=st),
+                                 args=SimpleNamespace(group_id=0), _flush_task=None)
+
+        async def flush() -> None:
+            return None
+
+        worker.results_flush = flush
+        steps = Steps(worker, SimpleNamespace(load=Load(model="find_max", start=1, step=1, max=3), workers=1))
+        steps.pairs = []  # no connections: only the schedule and the tags
+        sched.on_change = lambda: steps._retag()
+        now = time.time_ns()
+        sched.start({"start_unix_ns": now, "warmup_s": 0.0, "duration_s": 10, "cooldown_s": 0})
+        seen = [st.tag]
+        steps.on_event({"step": 1, "connections": 1, "at_unix_ns": now})
+        seen.append(st.tag)
+        steps.on_event({"step": 2, "connections": 2, "at_unix_ns": time.time_ns() + 20_000_000})
+        await asyncio.sleep(0.1)
+        seen.append(st.tag)
+        sched.stop("test")
+        return seen
+
+    assert asyncio.run(main()) == ["MEASUREMENT", "MEASUREMENT_STEP1", "MEASUREMENT_STEP2"]

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from spanbench.control.records import TestResult
-from spanbench.errors import ConfigError
 from spanbench.stats import decode, encode, merge, summarize
 
 
@@ -218,17 +217,12 @@ def run_timeline(rows: list[TestResult], step_s: float = 1.0, window_s: float | 
 
 
 def read_results_file(run_dir: Path) -> dict[str, Any] | None:
-    """A run folder's results.json, or None when it has none; ConfigError when it is unreadable."""
-    path = run_dir / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ConfigError(f"cannot read {path}: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a results object")
-    return data
+    """A run folder's results.json, read through the typed model (results_file.py), as a dict;
+    None when it has none; ConfigError when it is unreadable or not a results file."""
+    from spanbench.results_file import read_results_model
+
+    model = read_results_model(run_dir)
+    return None if model is None else model.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- rows from everywhere, stalls
@@ -337,8 +331,7 @@ async def finalize_abandoned(control: Any, run_id: str, run_dir: Path | None, se
         histograms=merged["histograms"], details={"workers": merged["workers"], "partial": merged["partial"], "reason": reason},
     ))
     if run_dir is not None and not (run_dir / "results.json").exists():
-        out = {"run_id": run_id, "status": "ABANDONED", "reason": reason, "settings": settings.public(), **merged,
-               "written_by": reason.split(":")[0]}
-        tmp = run_dir / "results.json.tmp"
-        tmp.write_text(json.dumps(out, indent=2, default=str))
-        tmp.replace(run_dir / "results.json")
+        from spanbench.results_file import write_results_file
+
+        write_results_file(run_dir, {"run_id": run_id, "status": "ABANDONED", "reason": reason,
+                                     "settings": settings.public(), **merged, "written_by": reason.split(":")[0]})

@@ -33,7 +33,7 @@ from spanbench.errors import RunFailed, SpanbenchError, TargetGone
 from spanbench.load.closed import ClosedLoop, ConnectionAbandoned
 from spanbench.load.query_spans import QuerySpans
 from spanbench.load.schedule import PhaseSchedule
-from spanbench.load.state import COOLDOWN, MEASUREMENT, WARMUP, LoadState
+from spanbench.load.state import MEASUREMENT, LoadState
 from spanbench.settings import Settings
 from spanbench.stats import Snapshot, encode, summarize
 from spanbench.targets.base import QueryFn, Target, TargetConnection
@@ -88,6 +88,7 @@ class Worker:
         self.loop: ClosedLoop | None = None  # the load model (load/closed.py, open.py, find_max.py)
         self.schedule: PhaseSchedule | None = None
         self.find_max: Any = None  # load/find_max.py's Steps, for model = "find_max"
+        self.ramp: Any = None  # load/closed.py's ConnectionRamp, for closed-model stages
         self.spans: QuerySpans | None = None
         self.ctx: Context | None = None  # the worker span's context: parent of every span here
         self.status = "INITIALIZING"
@@ -104,6 +105,7 @@ class Worker:
         self._metrics_exporter: Any = None
         self._flush_task: asyncio.Task[None] | None = None
         self._encoded: dict[tuple[str, int], tuple[int, str]] = {}  # (phase, kind) -> (count, histogram)
+        self._encoded_open: dict[tuple[str, str, str], tuple[int, str]] = {}  # open model: service and lag
 
     # ------------------------------------------------------------------ the life
 
@@ -312,6 +314,8 @@ class Worker:
         assert self.settings is not None
         s = self.settings
         total = s.load.max if s.load.model == "find_max" else s.connections
+        if s.load.model == "closed" and s.load.stages:  # the most any stage asks for
+            total = max([total] + [st.connections or 0 for st in s.load.stages])
         return max(1, connections_for(self.args.group_id, s.workers, total))
 
     async def pool_connect(self, index: int, queries: list[Any]) -> tuple[TargetConnection, list[QueryFn]]:
@@ -486,6 +490,14 @@ class Worker:
                 # The first step's share opens now; SET_TARGET events grow it on the orchestrator's clock.
                 self.find_max = Steps(self, s)
                 return self.find_max.begin(pairs)
+            if model == "closed" and s.load.stages:
+                from spanbench.load.closed import ConnectionRamp
+
+                self.ramp = ConnectionRamp(
+                    self.loop, self.schedule, lambda: list(zip(self.conns, self.fns)), group=self.args.group_id,
+                    groups=s.workers, start_total=s.connections,
+                    stages=[(st.duration, int(st.connections or 0)) for st in s.load.stages], start_unix_ns=start_ns)
+                return self.ramp.begin()
             return [asyncio.create_task(self.loop.run_connection(i, conn, fns), name=f"conn-{i}") for i, (conn, fns) in pairs]
 
     async def worker_load(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -498,7 +510,7 @@ class Worker:
             pending = set(tasks)
             seen = len(tasks)
             # find-max: a worker may have no connection before its first step that gives it one
-            waiting = self.find_max is not None and len(tasks) < len(self.conns)
+            waiting = self.ramp is not None or (self.find_max is not None and len(tasks) < len(self.conns))
             while (pending or waiting) and not st.stop:
                 if pending:
                     done, pending = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
@@ -508,7 +520,7 @@ class Worker:
                 if len(tasks) > seen:  # find-max: a step opened more connections
                     pending |= set(tasks[seen:])
                     seen = len(tasks)
-                waiting = self.find_max is not None and len(tasks) < len(self.conns)
+                waiting = self.ramp is not None or (self.find_max is not None and len(tasks) < len(self.conns))
                 for t in done:
                     exc = t.exception()
                     if exc is not None:
@@ -598,7 +610,27 @@ class Worker:
                     self._encoded[(phase, i)] = cached
                     await asyncio.sleep(0)
                 out.setdefault(phase, {})[kind] = cached[1]
+        if self.state.open_model:
+            await self._encode_open_gently(kinds)
         return out
+
+    async def _encode_open_gently(self, kinds: list[str]) -> None:
+        """The open model's service-time and lag histograms, encoded as gently, for the flush."""
+        assert self.state is not None
+        for phase, data in list(self.state.phases.items()):
+            recs: list[tuple[Any, Any]] = [(("service", phase, k), data.service[i]) for i, k in enumerate(kinds)]
+            recs.append((("lag", phase, ""), data.lag))
+            for key, rec in recs:
+                total = rec.total
+                if not total:
+                    continue
+                cached = self._encoded_open.get(key)
+                if cached is None or cached[0] != total:
+                    snap = Snapshot(rec)
+                    while not snap.step(4096):
+                        await asyncio.sleep(0)
+                    self._encoded_open[key] = (total, snap.encoded())
+                    await asyncio.sleep(0)
 
     def _save_local(self, row: TestResult) -> None:
         """This worker's latest row in the run folder, replaced atomically."""
@@ -646,7 +678,7 @@ class Worker:
             "last_error": st.last_error,
             "errors_by_class": self.loop.errors_by_class() if self.loop is not None else {},
             "error": self.error,
-            **self._model_details(kinds),
+            **self._model_details(kinds, final=final),
             "partial": not final,
             "saved_unix_ns": time.time_ns(),
         }
@@ -659,19 +691,28 @@ class Worker:
             histograms=histograms, details=details,
         )
 
-    def _model_details(self, kinds: list[str]) -> dict[str, Any]:
+    def _model_details(self, kinds: list[str], *, final: bool = True) -> dict[str, Any]:
         """What the open model and find-max add to the row (additive keys of ``details``)."""
         assert self.state is not None and self.settings is not None
         st = self.state
         out: dict[str, Any] = {"load_model": self.settings.load.model}
         if st.open_model:
             loop: Any = self.loop
+            if final:
+                service = {p: {k: encode(d.service[i].to_hdr()) for i, k in enumerate(kinds) if d.service[i].total}
+                           for p, d in st.phases.items() if d.service is not None}
+                lag = {p: encode(d.lag.to_hdr()) for p, d in st.phases.items() if d.lag is not None and d.lag.total}
+            else:  # a flush: what _encode_open_gently left, a slice at a time between queries
+                service, lag = {}, {}
+                for (what, p, k), (_, text) in self._encoded_open.items():
+                    if what == "service":
+                        service.setdefault(p, {})[k] = text
+                    else:
+                        lag[p] = text
             out["open"] = {
-                "service": {p: {k: encode(d.service[i].to_hdr()) for i, k in enumerate(kinds) if d.service[i].total}
-                            for p, d in st.phases.items() if d.service is not None},
-                "lag": {p: encode(d.lag.to_hdr()) for p, d in st.phases.items() if d.lag is not None and d.lag.total},
+                "service": service,
+                "lag": lag,
                 "dropped": {p: d.dropped for p, d in st.phases.items()},
-                "taken": getattr(loop, "taken", 0),
                 "queued_at_stop": len(getattr(loop, "queue", ()) or ()),
             }
         if self.find_max is not None:

@@ -130,10 +130,10 @@ class ClosedLoop:
         cap = HIGHEST_NS
         think = self.think_s
         try:
-            while not st.stop:
+            while not st.stop and index < st.limit:
                 if st.gen != gen:
                     gen = st.gen
-                    await conn.set_phase(st.phase)
+                    await conn.set_phase(st.tag)
                 k = mix[mi]
                 a = args[mi]
                 mi += 1
@@ -220,3 +220,61 @@ class ConnectionAbandoned(Exception):
 def _describe(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ConnectionRamp:
+    """Closed-model ``stages``: the run's connections over time, ramped linearly between the
+    stages' targets from ``connections`` at the START. Each change is a timer of the phase
+    schedule (cancelled at the stop); a connection above the target finishes its query and
+    leaves its loop, one below it is (re)started."""
+
+    def __init__(self, loop: ClosedLoop, schedule: Any, pairs: Callable[[], list[tuple[Any, Any]]], *, group: int,
+                 groups: int, start_total: int, stages: list[tuple[float, int]], start_unix_ns: int) -> None:
+        self.loop = loop
+        self.schedule = schedule
+        self.pairs = pairs
+        self.group, self.groups = group, groups
+        self.start_total = start_total
+        self.stages = stages
+        self.start_unix_ns = start_unix_ns
+        self.tasks: list[asyncio.Task[None]] = []
+        self.running: dict[int, asyncio.Task[None]] = {}
+
+    def share(self, total: int) -> int:
+        return min(len(self.pairs()), total // self.groups + (1 if self.group < total % self.groups else 0))
+
+    def changes(self, resolution_s: float = 0.01) -> list[tuple[float, int]]:
+        """(seconds from the START, total connections) at every change of the rounded target."""
+        out: list[tuple[float, int]] = []
+        t, c, last = 0.0, float(self.start_total), self.start_total
+        for duration, target in self.stages:
+            n = max(1, int(round(duration / resolution_s)))
+            for j in range(1, n + 1):
+                now = round(c + (target - c) * j / n)
+                if now != last:
+                    out.append((t + duration * j / n - duration / n / 2 if j < n else t + duration, now))
+                    last = now
+            t, c = t + duration, float(target)
+        return out
+
+    def begin(self) -> list[asyncio.Task[None]]:
+        self._set(self.start_total)
+        for at_s, total in self.changes():
+            self.schedule.at(self.start_unix_ns + int(at_s * 1e9), self._set, total)
+        return self.tasks
+
+    def _set(self, total: int) -> None:
+        st = self.loop.state
+        share = self.share(total)
+        st.limit = share
+        for i in range(share):
+            task = self.running.get(i)
+            if task is None or task.done():
+                task = asyncio.get_running_loop().create_task(self._run(i), name=f"conn-{i}")
+                self.running[i] = task
+                self.tasks.append(task)
+
+    async def _run(self, i: int) -> None:
+        # The pair's connection may have been replaced by a reconnect since: read it now.
+        conn, fns = self.pairs()[i]
+        await self.loop.run_connection(i, conn, fns)

@@ -46,6 +46,15 @@ class Steps:
 
     def begin(self, pairs: list[tuple[int, tuple[Any, Any]]]) -> list[asyncio.Task[None]]:
         self.pairs = pairs
+        # A phase switch at the same instant as a step (MEASUREMENT and step 1) keeps the step's tag.
+        schedule = self.w.schedule
+        sample = schedule.on_change
+
+        def on_change() -> None:
+            sample()
+            self._retag()
+
+        schedule.on_change = on_change
         self._grow(_connections_for(self.group, self.groups, self.load.start), step=0)
         return self.tasks
 
@@ -61,6 +70,8 @@ class Steps:
         st = loop.state
         st.active += 1
         try:
+            if step:
+                await conn.set_phase(st.tag)  # a step's new session: QUERY_TAG names the step from its first query
             await loop._first_query(i, conn, fns)
             self._busy(step)
             await loop._loop(i, conn, fns)
@@ -83,10 +94,20 @@ class Steps:
         self._close_step()
         share = min(_connections_for(self.group, self.groups, total), len(self.pairs))
         self.current = {"step": step, "connections": total, "worker_connections": share}
+        # On Snowflake every session's QUERY_TAG names the step (phase=MEASUREMENT_STEP3).
+        self._retag()
         self._base = None
         self._grow(share, step)
         if self._waiting <= 0:
             self._snapshot_begin()
+
+    def _retag(self) -> None:
+        st = self.w.state
+        cur = self.current
+        if cur is not None and cur["step"] <= len(self.load.steps()):
+            tag = f"MEASUREMENT_STEP{cur['step']}"
+            if st.tag != tag:
+                st.retag(tag)
 
     def _snapshot_begin(self) -> None:
         st = self.w.state

@@ -288,7 +288,7 @@ class OpenLoop(ClosedLoop):
                         break
                 if st.gen != gen:
                     gen = st.gen
-                    await conn.set_phase(st.phase)
+                    await conn.set_phase(st.tag)
                 k = mix[mi]
                 a = args[mi]
                 mi += 1

@@ -46,7 +46,7 @@ class PhaseData:
 
 class LoadState:
     __slots__ = ("stop", "stop_reason", "phase", "gen", "recorders", "errors", "phases", "active", "last_error",
-                 "kinds", "open_model", "data")
+                 "kinds", "open_model", "data", "limit", "tag")
 
     def __init__(self, kinds: int, *, open_model: bool = False) -> None:
         self.stop = False
@@ -62,6 +62,8 @@ class LoadState:
         self.errors = first.errors
         self.active = 0
         self.last_error: str | None = None
+        self.limit = 1 << 62  # closed-model stages: connections with an index from here on stop
+        self.tag = WARMUP  # what a session's QUERY_TAG names: the phase, or find-max's step in it
 
     def enter(self, phase: str) -> None:
         now = time.perf_counter_ns()
@@ -76,6 +78,12 @@ class LoadState:
         self.recorders = data.recorders
         self.errors = data.errors
         self.phase = phase
+        self.tag = phase
+        self.gen += 1
+
+    def retag(self, tag: str) -> None:
+        """A new QUERY_TAG for every session (find-max's step) without a phase change."""
+        self.tag = tag
         self.gen += 1
 
     def phase_at(self, perf_ns: int) -> PhaseData | None:

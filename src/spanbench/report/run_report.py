@@ -13,6 +13,7 @@ from rich.text import Text
 from spanbench.outcome import RunOutcome
 from spanbench.report.tables import print_table  # re-exported: tests and callers import it from here
 from spanbench.report.view import RunView, run_view
+from spanbench.results_file import write_results_file
 from spanbench.settings import Settings
 from spanbench.telemetry.provider import SpanStats
 from spanbench.telemetry.process_start import own_start
@@ -35,7 +36,7 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
     path = outcome.run_dir / "results.json"
     # The measured figures are written before anything that reads the trace: a broken trace
     # file (a killed worker can leave one) must never cost the results.
-    path.write_text(json.dumps(results, indent=2, default=str))
+    write_results_file(outcome.run_dir, results)
     analysis = None
     if settings.tracing_enabled and spans.ended:
         try:
@@ -44,7 +45,7 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
             console.print(f"spanbench: warning: the trace could not be analysed: {' '.join(str(exc).split())[:300]}")
         else:
             results["gaps"] = analysis.to_json()
-            path.write_text(json.dumps(results, indent=2, default=str))
+            write_results_file(outcome.run_dir, results)
 
     completed = outcome.status in ("COMPLETED", "COMPLETED_WITH_ERRORS")
     # One view of the figures for the terminal and the page, built from what results.json holds
