@@ -96,3 +96,44 @@ def test_find_max_stops_by_p95_growth(cli, pg_dsn: str, capped: str, tmp_path: P
     fm = res["find_max"]
     assert fm["stopped_by"] == "p95_growth", fm
     assert fm["max_stable_connections"] in (2, 3), fm
+
+
+def test_find_max_steps_with_workers_started_elsewhere(pg_dsn: str, capped: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import spanbench_env
+
+    run_id = "ext-fm-" + secrets.token_hex(4)
+    scenario = _scenario(tmp_path, capped, "stop_p95_growth = 100.0\nstop_qps_gain = 0.15\n")
+    out = tmp_path / "orchestrator"
+    orchestrator = subprocess.Popen(
+        [sys.executable, "-m", "spanbench", "run", str(scenario), "--target-dsn", pg_dsn, "--workers", "2",
+         "--connections", "2", "--warmup", "0.5s", "--output", str(out)],
+        env=spanbench_env(SPANBENCH_RUN_ID=run_id, SPANBENCH_LAUNCH_WORKERS="false", SPANBENCH_READY_TIMEOUT="60s"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "spanbench", "worker", "--run-id", run_id, "--control-dsn", pg_dsn,
+             "--group-id", str(g), "--group-count", "2"],
+            env=spanbench_env(SPANBENCH_TARGET_DSN=pg_dsn), cwd=elsewhere, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        for g in range(2)
+    ]
+    try:
+        _, stderr = orchestrator.communicate(timeout=120)
+        codes = [w.wait(30) for w in workers]
+    finally:
+        for p in [orchestrator, *workers]:
+            if p.poll() is None:
+                p.kill()
+    assert orchestrator.returncode == 0, stderr
+    assert codes == [0, 0]
+    fm = json.loads((out / run_id / "results.json").read_text())["find_max"]
+    assert fm["stopped_by"] == "qps_gain" and fm["max_stable_connections"] in (2, 3), fm
+    # step 1 is one connection: worker w1 had none until step 2 gave it one
+    assert fm["steps"][1]["qps"] > 1.6 * fm["steps"][0]["qps"], fm

@@ -102,6 +102,10 @@ def test_an_unreachable_rate_drops_arrivals_and_ends_on_time(cli, pg_dsn: str, t
     assert short["from_s"] is not None and 0.5 <= short["from_s"] < 1.5
     assert m["dropped"] > 100_000, m["dropped"]
     assert short["dropped"] == m["dropped"]
+    # the report says so: a warning line of results.json, printed with the report
+    res = _results(r.run_dir())
+    assert any(w.startswith("target rate not met") and "short) from +" in w for w in res.get("warnings", [])), res.get("warnings")
+    assert "target rate not met" in r.stdout + r.stderr
     # on time: the schedule's 3.5 s plus start-up and drain, not a backlog worked off
     assert took < 30, took
     assert m["seconds"] < 3.5

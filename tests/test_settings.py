@@ -100,16 +100,23 @@ def test_a_bad_duration_setting_names_the_setting(monkeypatch: pytest.MonkeyPatc
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grcp"),
     ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "HTTP/PROTOBUF"),
 ])
-def test_unsupported_otlp_protocol_is_refused_with_the_settings(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
-    monkeypatch.setenv(var, value)
-    with pytest.raises(ConfigError) as err:
-        build_settings(None)
-    assert var in str(err.value) and "grpc or http/protobuf" in str(err.value)
+def test_unsupported_otlp_protocol_is_refused_before_a_command_runs(var: str, value: str) -> None:
+    # The CLI checks it before run, init, worker and pools (settings sit below telemetry).
+    from conftest import run_cli, spanbench_env
+
+    for args in (["run", "--duration", "1s"], ["init"], ["worker", "--run-id", "x", "--control-dsn", "postgresql://u@127.0.0.1:1/d"]):
+        res = run_cli(args, env=spanbench_env(**{var: value}))
+        assert res.returncode == 2, (args, res.stderr)
+        assert var in res.stderr and "grpc or http/protobuf" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("value", ["grpc", "http/protobuf", " grpc ", ""])
 def test_supported_otlp_protocols(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from spanbench.telemetry.endpoints import check_otlp_protocols
+
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", value)
+    check_otlp_protocols()
     build_settings(None)
 
 

@@ -520,8 +520,16 @@ class Orchestrator:
             from spanbench.load.open import rate_curve
             from spanbench.results import rate_shortfall
 
-            self.results["measurement"]["rate_shortfall"] = rate_shortfall(
-                self.results, rate_curve(load), start_s=self.s.warmup, end_s=self.s.warmup + self._measure_s)
+            short = rate_shortfall(self.results, rate_curve(load), start_s=self.s.warmup,
+                                   end_s=self.s.warmup + self._measure_s)
+            self.results["measurement"]["rate_shortfall"] = short
+            if not short["met"]:
+                # The report prints the warnings: an unmet rate is said, with how much and since when.
+                since = f" from +{short['from_s']:.0f}s" if short["from_s"] is not None else ""
+                self.results.setdefault("warnings", []).append(
+                    f"target rate not met: {short['achieved_qps']:,.0f}/s of {short['target_qps']:,.0f}/s "
+                    f"({short['shortfall_share']:.1%} short){since}; {short['dropped']:,} arrivals dropped "
+                    f"beyond max_queue = {load.max_queue}")
         if self.find_max is not None:
             self.results["find_max"] = {k: v for k, v in self.find_max.items() if k != "stopped_early"}
         self.results["load"] = {"model": load.model}

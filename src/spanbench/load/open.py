@@ -25,6 +25,7 @@ from collections import deque
 from typing import Any
 
 from spanbench.load.closed import ClosedLoop, ConnectionAbandoned, _describe
+from spanbench.load.query_log import FLUSH_ROWS
 from spanbench.stats import HIGHEST_NS
 from spanbench.targets.base import QueryFn, TargetConnection
 
@@ -149,7 +150,6 @@ class OpenLoop(ClosedLoop):
         self._poisson = arrivals.poisson
         self._random = arrivals.rng.random
         self.taken = 0  # arrivals handed to a connection
-        self.dropped = 0
 
     def take(self, now: int) -> float:
         """The intended start of the next execution for a free connection (perf ns)."""
@@ -173,7 +173,6 @@ class OpenLoop(ClosedLoop):
                     if nxt <= now:
                         n = int((now - nxt) / step) + 1  # the expected count; memoryless after it
                         nxt = now + step * -_log(1.0 - self._random())
-                        self.dropped += n
                         self.state.data.dropped += n
                 else:
                     while room > 0 and nxt <= now:
@@ -183,7 +182,6 @@ class OpenLoop(ClosedLoop):
                     if nxt <= now:
                         n = int((now - nxt) // step) + 1
                         nxt += n * step
-                        self.dropped += n
                         self.state.data.dropped += n
             else:
                 arrivals = self.arrivals
@@ -193,7 +191,6 @@ class OpenLoop(ClosedLoop):
                     nxt = arrivals.next()
                 if nxt <= now:
                     n = 1 + arrivals.skip_to(now)
-                    self.dropped += n
                     self.state.data.dropped += n
                     nxt = arrivals.next()
             self._next = nxt
@@ -251,9 +248,13 @@ class OpenLoop(ClosedLoop):
         gen = st.gen
         mask, shift, half_mag, half = st.recorders[0].index_constants()
         cap = HIGHEST_NS
+        # The phase's histograms, re-read at every phase change (st.gen): an execution is
+        # recorded in the phase it was sent in.
+        data = st.data
+        lat_recs, svc_recs, lag_rec = data.recorders, data.service, data.lag
+        now = perf()
         try:
             while not st.stop:
-                now = perf()
                 if step:
                     nxt = self._next
                     if nxt <= now:
@@ -269,8 +270,7 @@ class OpenLoop(ClosedLoop):
                             else:
                                 dn = int((now - nxt) // step) + 1
                                 nxt += dn * step
-                            self.dropped += dn
-                            st.data.dropped += dn
+                            data.dropped += dn
                     if q:
                         self._next = nxt
                         intended = q.popleft()
@@ -280,14 +280,17 @@ class OpenLoop(ClosedLoop):
                 else:
                     intended = take(now)
                 if intended > now:
-                    if intended == float("inf"):
+                    if intended == INF:
                         await sleep(0.05)  # the schedule is over (a rate of 0): idle until the stop
+                        now = perf()
                         continue
                     await sleep((intended - now) / 1e9)
                     if st.stop:
                         break
                 if st.gen != gen:
                     gen = st.gen
+                    data = st.data
+                    lat_recs, svc_recs, lag_rec = data.recorders, data.service, data.lag
                     await conn.set_phase(st.tag)
                 k = mix[mi]
                 a = args[mi]
@@ -311,41 +314,45 @@ class OpenLoop(ClosedLoop):
                         conn, fns = await self.reconnect(index, conn, spans.wall_ns(t1))
                         gen = -1
                         in_a_row = 0
+                        now = perf()
                         continue
                     in_a_row += 1
                     if in_a_row >= self.max_consecutive_errors:
                         raise ConnectionAbandoned(index, in_a_row, st.last_error) from None
                     await sleep(min(0.001 * (1 << min(in_a_row, 9)), 0.5))
+                    now = perf()
                     continue
                 except asyncio.CancelledError:
                     self.cut_open(k, intended, t0)
                     raise
                 t1 = perf()
-                data = st.data
                 # LatencyRecorder.record, inlined three times: latency (from the intended
                 # start), service time (from the send), schedule lag (send - intended).
                 # uvloop's timers tick in milliseconds and may wake a little early: a send
                 # before its intended start counts from the send (lag 0), never negative.
-                ns = t1 - int(intended) if intended <= t0 else t1 - t0
+                it = int(intended)
+                if it > t0:
+                    it = t0
+                ns = t1 - it
                 if ns > cap:
                     ns = cap
-                rec = data.recorders[k]
+                rec = lat_recs[k]
                 b = (ns | mask).bit_length() - shift
                 rec.counts[((b + 1) << half_mag) + (ns >> b) - half] += 1
                 rec.total += 1
                 sv = t1 - t0
                 if sv > cap:
                     sv = cap
-                rec = data.service[k]
+                rec = svc_recs[k]
                 b = (sv | mask).bit_length() - shift
                 rec.counts[((b + 1) << half_mag) + (sv >> b) - half] += 1
                 rec.total += 1
-                lag = t0 - int(intended)
+                lag = t0 - it
                 if lag < 1:
                     lag = 1
                 elif lag > cap:
                     lag = cap
-                rec = data.lag
+                rec = lag_rec
                 b = (lag | mask).bit_length() - shift
                 rec.counts[((b + 1) << half_mag) + (lag >> b) - half] += 1
                 rec.total += 1
@@ -357,7 +364,7 @@ class OpenLoop(ClosedLoop):
                     if qacc >= 1.0:
                         qacc -= 1.0
                         qbuf.append((st.phase, k, t0, t1, ""))
-                        if len(qbuf) >= 1000:
+                        if len(qbuf) >= FLUSH_ROWS:
                             qbuf = qlog.flush(qbuf)
                 if first:
                     first = False
@@ -368,6 +375,7 @@ class OpenLoop(ClosedLoop):
                         spans.emit(k, index, t0, t1, reason="sample", first=False, conn=conn, error=None)
                     else:
                         spans.emit(k, index, t0, t1, reason="slow", first=False, conn=conn, error=None)
+                now = t1  # the next take's clock: a microsecond stale at most, one call saved
         finally:
             if qlog is not None:
                 qlog.flush(qbuf)
