@@ -29,9 +29,9 @@ from support.traceql import (
 README = ROOT / "README.md"
 
 # README: the Grafana/Tempo step of the compose walkthrough (1), "TraceQL for runs": runs (5),
-# start-up (5), START → first query (2), trouble (5), errors and queries (3), TraceQL
-# metrics (3), and the `spanbench gaps --query` example (1).
-README_RECIPES = 25
+# start-up (5), START → first query (2), trouble (5), find-max (2), errors and queries (3),
+# TraceQL metrics (3), and the `spanbench gaps --query` example (1).
+README_RECIPES = 27
 # deploy/: the dashboard's three Explore links (every run, this run, START → first query).
 DEPLOY_RECIPES = 3
 # deploy/: trace-to-metrics tags of the Tempo and Jaeger data sources.
@@ -42,10 +42,14 @@ CONDITIONAL_ATTRIBUTES = {
     "error.type": "set on a query span only when its query failed (load/query_spans.py); a clean run has none",
     "reconnect.attempts": "on pool.reconnect spans, which exist only when a connection broke (worker.py)",
     "reconnect.outcome": "on pool.reconnect spans, which exist only when a connection broke (worker.py)",
+    "load.step.verdict": "on load.step spans, which only a find_max run has (load/find_max.py)",
+    "load.step.connections": "on load.step spans, which only a find_max run has (load/find_max.py)",
+    "load.step.p95_ms": "on load.step spans, which only a find_max run has (load/find_max.py)",
 }
 # Spans a recipe may name that a clean, short run does not have, and why.
 CONDITIONAL_SPANS = {
     "pool.reconnect": "a broken target connection re-opened (worker.py pool_reconnect); tests/test_trouble.py makes them",
+    "load.step": "one per step of a find_max run (load/find_max.py); tests/test_load_find_max.py makes them",
 }
 # Attributes recipes use before the code that sets them has landed.
 PENDING_ATTRIBUTES: dict[str, str] = {}

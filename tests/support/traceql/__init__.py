@@ -87,6 +87,8 @@ def readme_recipes(text: str, name: str = "README.md") -> tuple[list[Recipe], li
             if line.strip():
                 recipes.append(Recipe(where, line.strip()))
             continue
+        if fence is not None and fence[1] in ("toml", "json", "yaml", "python"):
+            continue  # data and code: TOML inline tables look like spansets, and are not TraceQL
         if fence is not None and fence[1] in ("sh", "bash", "shell"):
             for q in _QUERY_ARG.finditer(line):
                 recipes.append(Recipe(where, q.group(1)))
