@@ -93,3 +93,45 @@ def test_the_waterfall_view_paints_every_gap_once_and_gives_each_process_one_col
     # the start-up view ends at the last first query; the whole run at the trace's end
     assert view.startup_ns is not None and view.axis(full=False).t1 == view.startup_ns
     assert view.axis(full=True).t1 == analysis.end_ns
+
+
+def test_find_max_curve_in_the_terminal_and_the_page(tmp_path) -> None:
+    """A find-max run's curve: QPS and p95 against connections, where it stopped and why."""
+    import io
+    from html.parser import HTMLParser
+
+    from rich.console import Console
+
+    from spanbench.report.html import render_html
+    from spanbench.report.run_report import print_find_max
+    from spanbench.report.view import run_view
+
+    steps = [
+        {"connections": 2, "qps": 460.0, "p95_ms": 4.5, "p99_ms": 5.0, "error_rate": 0.0, "verdict": "stable"},
+        {"connections": 4, "qps": 470.0, "p95_ms": 20.5, "p99_ms": 30.0, "error_rate": 0.0, "verdict": "p95_growth"},
+    ]
+    results = {"run_id": "fm", "status": "COMPLETED",
+               "find_max": {"max_stable_connections": 2, "stopped_by": "p95_growth", "steps": steps}}
+    view = run_view(results)
+    out = io.StringIO()
+    print_find_max(view, Console(file=out, width=120, color_system=None))
+    text = out.getvalue()
+    assert "max stable concurrency 2, stopped by p95_growth" in text
+    assert "470" in text and "20.500" in text and "p95_growth" in text
+
+    class Points(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps: list[dict[str, str | None]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "circle" and "step" in (a.get("class") or ""):
+                self.steps.append(a)
+
+    page = render_html(tmp_path, results, None)
+    parser = Points()
+    parser.feed(page)
+    assert [(p["data-connections"], p["data-verdict"]) for p in parser.steps] == [("2", "stable"), ("4", "p95_growth")]
+    assert 'id="max-stable">2<' in page and 'id="stopped-by">p95_growth<' in page
+    assert "find-max" not in render_html(tmp_path, {"run_id": "x", "status": "COMPLETED"}, None).split("<main>")[1].split("Waterfall")[0]

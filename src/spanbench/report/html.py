@@ -354,6 +354,41 @@ def _figures(run: RunView | None, analysis: Analysis | None) -> list[tuple[str, 
     return figures
 
 
+def _find_max_chart(run: RunView) -> dict[str, Any] | None:
+    """QPS (left axis) and p95 (right axis) against connections, one point per step."""
+    fm = run.find_max
+    if fm is None or not fm.steps:
+        return None
+    w, h = 900, 260
+    ml, mr, mt, mb = 58, 58, 14, 34
+    pw, ph = w - ml - mr, h - mt - mb
+    conns = [st.connections for st in fm.steps]
+    c_lo, c_hi = min(conns), max(conns)
+    span = max(c_hi - c_lo, 1)
+    q_top = max(max(st.qps for st in fm.steps), 1.0)
+    p_top = max(max(st.p95_ms or 0.0 for st in fm.steps), 0.001)
+
+    def x(c: float) -> float:
+        return ml + (c - c_lo) / span * pw if c_hi > c_lo else ml + pw / 2
+
+    points = [
+        {"cx": f"{x(st.connections):.1f}", "qy": f"{mt + ph - st.qps / q_top * ph:.1f}",
+         "py": f"{mt + ph - (st.p95_ms or 0.0) / p_top * ph:.1f}", "connections": st.connections,
+         "qps": f"{st.qps:.1f}", "p95": "" if st.p95_ms is None else f"{st.p95_ms:.3f}", "verdict": st.verdict,
+         "tip": f"{st.connections} connections: {st.qps:,.0f} q/s, p95 "
+                f"{'-' if st.p95_ms is None else f'{st.p95_ms:.3f} ms'}, {st.error_rate:.2%} errors, {st.verdict}"}
+        for st in fm.steps
+    ]
+    return {
+        "w": w, "h": h, "ml": ml, "mr": mr, "mt": mt, "mb": mb, "ph": ph, "x_title": f"{ml + pw / 2:.1f}",
+        "q_top": _num(q_top), "p_top": f"{p_top:.3f} ms",
+        "qps_points": " ".join(f"{p['cx']},{p['qy']}" for p in points),
+        "p95_points": " ".join(f"{p['cx']},{p['py']}" for p in points),
+        "points": points, "x_ticks": [(f"{x(c):.1f}", str(c)) for c in conns],
+        "max_stable": fm.max_stable_connections, "stopped_by": fm.stopped_by,
+    }
+
+
 def render_html(run_dir: Path, results: dict[str, Any] | RunView | None, analysis: Analysis | None, *,
                 trace_note: str | None = None) -> str:
     """The page as a string (``write_html_report`` writes it), from results.json's dict or its view."""
@@ -366,6 +401,7 @@ def render_html(run_dir: Path, results: dict[str, Any] | RunView | None, analysi
         "run_dir": str(run_dir),
         "run": run,
         "chart": _chart(run) if run is not None else None,
+        "find_max": _find_max_chart(run) if run is not None else None,
         "waterfall": _waterfall(analysis) if analysis is not None else None,
         "gaps": _gaps(analysis) if analysis is not None else None,
         "trace_note": trace_note or "No trace for this run.",

@@ -52,6 +52,8 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
     # (the JSON round trip turns paths and the like into the strings the file has).
     view = run_view(json.loads(json.dumps(results, default=str)))
     measured = print_results(outcome, console, view)
+    if view is not None:
+        print_find_max(view, console)
     if analysis is not None:
         from spanbench.report.waterfall import print_gaps, print_waterfall
 
@@ -79,6 +81,25 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
         kept = f" (results so far in {path})" if measured else ""
         raise error(f"run {outcome.run_id} {outcome.status.lower()}: {outcome.reason}{kept}")
     return 0
+
+
+def print_find_max(view: RunView, console: Console) -> None:
+    """The find-max curve: one row per step, QPS and p95 drawn as bars against connections."""
+    fm = view.find_max
+    if fm is None or not fm.steps:
+        return
+    top_qps = max(st.qps for st in fm.steps) or 1.0
+    top_p95 = max(st.p95_ms or 0.0 for st in fm.steps) or 1.0
+    rows = [
+        [str(st.connections), f"{st.qps:,.0f}", "█" * max(1, round(20 * st.qps / top_qps)),
+         "-" if st.p95_ms is None else f"{st.p95_ms:.3f}", "▒" * max(1, round(20 * (st.p95_ms or 0) / top_p95)),
+         f"{st.error_rate:.2%}", st.verdict]
+        for st in fm.steps
+    ]
+    stopped = f", stopped by {fm.stopped_by}" if fm.stopped_by else ""
+    print_table(console, f"find-max: max stable concurrency {fm.max_stable_connections}{stopped}",
+                ["connections", "q/s", "q/s curve", "p95 ms", "p95 curve", "errors", "verdict"], rows,
+                labels=(2, 4, 6), left=(2, 4, 6))
 
 
 def print_trouble(results: dict[str, Any], console: Console, view: RunView | None = None) -> None:

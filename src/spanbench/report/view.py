@@ -281,6 +281,25 @@ class TimelinePoint:
     errors_per_s: float
 
 
+@dataclass(slots=True, frozen=True)
+class FindMaxStep:
+    connections: int
+    qps: float
+    p95_ms: float | None
+    p99_ms: float | None
+    error_rate: float
+    verdict: str
+
+
+@dataclass(slots=True)
+class FindMax:
+    """A find-max run's curve: QPS and p95 against connections, and where the search stopped."""
+
+    steps: list[FindMaxStep]
+    max_stable_connections: int | None
+    stopped_by: str | None
+
+
 @dataclass(slots=True)
 class RunView:
     """The figures of results.json as a report shows them."""
@@ -306,6 +325,7 @@ class RunView:
     warmup_s: float | None
     duration_s: float | None
     wall_time_s: float | None
+    find_max: FindMax | None = None
 
     @property
     def all_row(self) -> LatencyRow | None:
@@ -351,6 +371,17 @@ def run_view(results: dict[str, Any]) -> RunView:
         if _num(n) is not None
     ]
     settings = [(str(k), shown(clean(str(k), v))) for k, v in _dict(results.get("settings")).items()]
+    fm = _dict(results.get("find_max"))
+    find_max = None
+    if fm:
+        steps = [
+            FindMaxStep(int(_num(st.get("connections")) or 0), float(_num(st.get("qps")) or 0),
+                        _num(st.get("p95_ms")), _num(st.get("p99_ms")), float(_num(st.get("error_rate")) or 0),
+                        str(st.get("verdict", "")))
+            for st in _list(fm.get("steps")) if isinstance(st, dict)
+        ]
+        mx = _num(fm.get("max_stable_connections"))
+        find_max = FindMax(steps, None if mx is None else int(mx), None if fm.get("stopped_by") is None else str(fm["stopped_by"]))
     s = _dict(results.get("settings"))
     return RunView(
         run_id=results.get("run_id"),
@@ -374,4 +405,5 @@ def run_view(results: dict[str, Any]) -> RunView:
         warmup_s=_num(s.get("warmup")),
         duration_s=_num(s.get("duration")),
         wall_time_s=_num(results.get("wall_time_s")),
+        find_max=find_max,
     )
