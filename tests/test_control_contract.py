@@ -140,3 +140,23 @@ def test_the_written_down_transitions() -> None:
     assert worker_may_become("RUNNING", "LOST") and not worker_may_become("LOST", "RUNNING")
     assert {s.value for s in WorkerState if not worker_may_become(s, "RUNNING") and s != "INITIALIZING"} >= {
         "COMPLETED", "FAILED", "ABANDONED", "LOST"}
+
+
+def test_both_dialects_are_rendered_from_one_schema(pg_dsn: str) -> None:
+    """The PostgreSQL tables the DDL made, and Snowflake's column lists, are the logical schema's."""
+    from support.faults import rows
+
+    from spanbench.control import snowflake as sf
+    from spanbench.control.schema import TABLES
+
+    for table in TABLES:
+        got = rows(pg_dsn, "SELECT column_name, is_nullable FROM information_schema.columns"
+                           " WHERE table_schema = 'spanbench' AND table_name = $1 ORDER BY ordinal_position",
+                   table.name.lower())
+        want = table.for_dialect("postgresql")
+        assert [r["column_name"] for r in got] == [c.name for c in want], table.name
+        assert [r["is_nullable"] == "NO" for r in got] == [c.not_null or c.name in table.key for c in want]
+        cols, key = sf._SCHEMA[table.name]
+        assert [c[0] for c in cols] == [c.name for c in table.for_dialect("snowflake")] and key == table.key
+        assert [c[2] for c in cols] == [c.type == "json" for c in table.for_dialect("snowflake")]
+    assert "event_id" in [c[0] for c in sf._SCHEMA["RUN_CONTROL_EVENTS"][0]]  # Snowflake's own column

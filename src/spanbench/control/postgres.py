@@ -14,7 +14,13 @@ from typing import Any
 import asyncpg
 
 from spanbench.control.postgres_schema import DDL, SCHEMA
-from spanbench.control.records import TERMINAL, ControlEvent, Heartbeat, RunStatus, TestResult
+from spanbench.control.records import (
+    TERMINAL,
+    ControlEvent,
+    Heartbeat,
+    RunStatus,
+    TestResult,
+)
 from spanbench.settings import Settings
 from spanbench.targets.pg_errors import connect_error
 

@@ -34,7 +34,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from spanbench.control.records import TERMINAL, ControlEvent, Heartbeat, RunStatus, TestResult
+from spanbench.control.records import (
+    TERMINAL,
+    ControlEvent,
+    Heartbeat,
+    RunStatus,
+    TestResult,
+)
+from spanbench.control.schema import TABLES as LOGICAL_TABLES
+from spanbench.control.schema import snowflake_columns
 from spanbench.errors import TargetError
 from spanbench.settings import Settings
 from spanbench.targets.snowflake import (
@@ -58,39 +66,12 @@ TABLES = (RUN_STATUS, EVENTS, HEARTBEATS, RESULTS, VALUE_POOLS)
 _KEY_SIZE = "VARCHAR(256)"  # hybrid-table index keys are size-limited
 
 
-TS, INT, FLOAT, TEXT, JSON = "TIMESTAMP_TZ", "NUMBER(38,0)", "FLOAT", "VARCHAR", "VARCHAR"
-# JSON is kept as text: portable, and the same in hybrid and plain tables.
-
-# table -> (columns: (name, SQL type, is JSON), primary key). The same columns as the
-# PostgreSQL dialect (control/postgres_schema.py), plus RUN_CONTROL_EVENTS.event_id.
+# table -> (columns: (name, SQL type, is JSON), primary key), rendered from the one logical
+# schema both dialects share (control/schema.py); JSON is kept as text.
 _SCHEMA: dict[str, tuple[list[tuple[str, str, bool]], tuple[str, ...]]] = {
-    RUN_STATUS: ([
-        ("run_id", TEXT, False), ("status", TEXT, False), ("phase", TEXT, False), ("scenario", JSON, True),
-        ("traceparent", TEXT, False), ("workers_expected", INT, False), ("created_at", TS, False),
-        ("start_time", TS, False), ("warmup_start", TS, False), ("measurement_start", TS, False),
-        ("measurement_end", TS, False), ("end_time", TS, False), ("updated_at", TS, False),
-        ("next_seq", INT, False), ("cancel_reason", TEXT, False),
-    ], ("run_id",)),
-    EVENTS: ([
-        ("run_id", TEXT, False), ("seq", INT, False), ("type", TEXT, False), ("scope", TEXT, False),
-        ("payload", JSON, True), ("created_at", TS, False), ("event_id", "VARCHAR(64)", False),
-    ], ("run_id", "seq")),
-    HEARTBEATS: ([
-        ("run_id", TEXT, False), ("worker_id", TEXT, False), ("group_id", INT, False), ("status", TEXT, False),
-        ("phase", TEXT, False), ("last_beat", TS, False), ("active_connections", INT, False),
-        ("target_connections", INT, False), ("queries", INT, False), ("errors", INT, False),
-        ("last_error", TEXT, False), ("pid", INT, False), ("host", TEXT, False),
-    ], ("run_id", "worker_id")),
-    RESULTS: ([
-        ("run_id", TEXT, False), ("worker_id", TEXT, False), ("scope", TEXT, False), ("status", TEXT, False),
-        ("started_at", TS, False), ("ended_at", TS, False), ("queries", INT, False), ("errors", INT, False),
-        ("qps", FLOAT, False), ("measurement_seconds", FLOAT, False), ("latency", JSON, True),
-        ("histograms", JSON, True), ("details", JSON, True),
-    ], ("run_id", "worker_id")),
-    VALUE_POOLS: ([
-        ("pool_name", TEXT, False), ("ordinal", INT, False), ("value", JSON, True),
-    ], ("pool_name", "ordinal")),
+    t.name: (snowflake_columns(t), t.key) for t in LOGICAL_TABLES
 }
+TEXT = "VARCHAR"
 _RUN_SETTABLE = frozenset({
     "status", "phase", "start_time", "warmup_start", "measurement_start", "measurement_end",
     "end_time", "cancel_reason", "traceparent", "workers_expected",
