@@ -160,3 +160,47 @@ def test_both_dialects_are_rendered_from_one_schema(pg_dsn: str) -> None:
         assert [c[0] for c in cols] == [c.name for c in table.for_dialect("snowflake")] and key == table.key
         assert [c[2] for c in cols] == [c.type == "json" for c in table.for_dialect("snowflake")]
     assert "event_id" in [c[0] for c in sf._SCHEMA["RUN_CONTROL_EVENTS"][0]]  # Snowflake's own column
+
+
+def test_the_two_sides_of_the_protocol(open_store) -> None:
+    """Each process's half: a worker joins (bounded), beats and polls; the orchestrator creates
+    (a duplicate refused untouched), announces and sets; a write through a blip is bounded."""
+    from spanbench.control.sides import OrchestratorSide, WorkerSide
+    from spanbench.errors import DuplicateRun, RunFailed
+
+    async def main() -> None:
+        store = await open_store()
+        run_id = "s-" + secrets.token_hex(4)
+        try:
+            worker = WorkerSide(store, run_id, "w0")
+            with pytest.raises(RunFailed, match=f"run {run_id} not found in the control store within 0.3s"):
+                await worker.join(0.3, every_s=0.1)
+            side = OrchestratorSide(store, run_id, blip_s=0.5, where="here")
+            await side.create(_run(run_id))
+            with pytest.raises(DuplicateRun):
+                await side.create(_run(run_id))
+            status, attempts = await worker.join(1.0)
+            assert status.run_id == run_id and attempts == 1
+            await worker.beat(Heartbeat(run_id=run_id, worker_id="w0", group_id=0, status="READY"))
+            assert [b.status for b in await side.look()] == ["READY"]
+            await side.announce(rec.START, {"start_unix_ns": 1})
+            await side.set(status=rec.RUNNING)
+            got, events = await worker.poll(0)
+            assert got is not None and got.status == "RUNNING"
+            assert [(e.seq, e.type, e.payload) for e in events] == [(1, "START", {"start_unix_ns": 1})]
+
+            calls = 0
+
+            async def refused() -> None:
+                nonlocal calls
+                calls += 1
+                raise ConnectionError("the store is away")
+
+            with pytest.raises(RunFailed, match="control store here did not take STOP within 0.5s"):
+                await side.write("STOP", refused)
+            assert calls >= 2  # retried, with backoff, then gave up within the bound
+            assert await worker.abandon("lost orchestrator") is True
+        finally:
+            await store.close()
+
+    asyncio.run(main())

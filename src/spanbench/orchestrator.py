@@ -22,9 +22,10 @@ from spanbench.aio import sleep_until_ns
 from spanbench.control import records as rec
 from spanbench.control.open import open_control_store
 from spanbench.control.records import Heartbeat, RunStatus, TestResult
+from spanbench.control.sides import OrchestratorSide
 from spanbench.control.store import ControlStore
 from spanbench.dsn import dsn_system, where_of
-from spanbench.errors import DuplicateRun, RunFailed, SpanbenchError
+from spanbench.errors import RunFailed, SpanbenchError
 from spanbench.launcher import WorkerProcess, can_fork, fork_workers, launch_worker, preload, stop_workers
 from spanbench.load.state import COOLDOWN, MEASUREMENT, WARMUP
 from spanbench.outcome import RunOutcome  # re-exported: the report reads it from spanbench.outcome
@@ -70,6 +71,7 @@ class Orchestrator:
         self.results: dict[str, Any] = {}
         self.progress = RunProgress(settings.progress)
         self._control_rtt_s = 0.0  # the slowest control round trip while awaiting READY
+        self.side: OrchestratorSide = None  # type: ignore[assignment]  # set at connect: our half of the protocol
         self._forked: tuple[int, int] | None = None  # when the workers were forked (start, end)
         self._control_down_since: tuple[float, float] | None = None  # (monotonic, run seconds) of a blip
         self.lost: dict[str, str] = {}  # workers lost mid-run (on_worker_loss = "continue"): why
@@ -222,17 +224,15 @@ class Orchestrator:
             control_dsn = self.s.control_dsn or self.target_dsn
             with self.tracer.start_as_current_span("control.connect"):
                 self.control = await open_control_store(control_dsn, self.s)
+                self.side = OrchestratorSide(self.control, self.run_id, blip_s=self.s.orchestrator_timeout,
+                                             where=where_of(control_dsn))
             with self.tracer.start_as_current_span("control.ensure_schema"):
                 await self.control.ensure_schema()
             await self.orchestrator_build_value_pools()
             with self.tracer.start_as_current_span("control.create_run"):
-                if await self.control.fetch_run_status(self.run_id) is not None:
-                    # Refused before a row of it is touched: that run is someone else's.
-                    raise DuplicateRun(f"run id {self.run_id} already exists in the control store: "
-                                       "pick another run_id (or leave it unset)")
                 scenario = self.s.public()
                 scenario["run_id"] = self.run_id
-                await self.control.create_run(
+                await self.side.create(
                     RunStatus(run_id=self.run_id, status=rec.PREPARING, phase=None, scenario=scenario,
                               traceparent=traceparent_of(trace.get_current_span(self.ctx)), workers_expected=self.s.workers)
                 )
@@ -337,10 +337,10 @@ class Orchestrator:
             self.progress.started(self.start_unix_ns)
             start = datetime.fromtimestamp(self.start_unix_ns / 1e9, timezone.utc)
             # The event first: its NOTIFY is what the waiting workers act on.
-            await self.control.append_event(
-                self.run_id, rec.START, "RUN",
+            await self.side.announce(
+                rec.START,
                 {"start_unix_ns": self.start_unix_ns, "warmup_s": self.s.warmup, "duration_s": self._measure_s,
-                 "cooldown_s": self.s.cooldown},
+                 "cooldown_s": self.s.cooldown}, retried=False,
             )
             await self.control.update_run(self.run_id, status=rec.RUNNING, phase=WARMUP, start_time=start, warmup_start=start)
             written = time.time_ns()
@@ -371,8 +371,8 @@ class Orchestrator:
                 now = datetime.now(timezone.utc)
                 # The workers switch on the schedule's clock; these rows only record it, so a
                 # control-store blip here is ridden out, not fatal.
-                await self._control_write("update_run", lambda: self.control.update_run(self.run_id, phase=phase, **{column: now}))
-                await self._control_write("SET_PHASE", lambda: self.control.append_event(self.run_id, rec.SET_PHASE, "RUN", {"phase": phase}))
+                await self.side.set(phase=phase, **{column: now})
+                await self.side.announce(rec.SET_PHASE, {"phase": phase})
             if phase == MEASUREMENT and self.s.load.model == "find_max":
                 from spanbench.load.find_max import FindMaxRun
 
@@ -434,8 +434,8 @@ class Orchestrator:
         self.progress.stop()
         with self.tracer.start_as_current_span("orchestrator.stop", context=self.ctx):
             end = datetime.now(timezone.utc)
-            await self._control_write("update_run", lambda: self.control.update_run(self.run_id, status=rec.STOPPING, end_time=end))
-            await self._control_write("STOP", lambda: self.control.append_event(self.run_id, rec.STOP, "RUN", {}))
+            await self.side.set(status=rec.STOPPING, end_time=end)
+            await self.side.announce(rec.STOP, {})
             await self._await_workers_done(self.s.drain_timeout + self.s.reconnect_timeout + 30.0)
 
     async def orchestrator_collect_results(self) -> None:
@@ -607,20 +607,6 @@ class Orchestrator:
             raise RunFailed(f"worker {worker_id} {why}")
         self.lost[worker_id] = why
         self._lost_to_mark.append(worker_id)
-
-    async def _control_write(self, what: str, call: Any) -> Any:
-        """A control write, retried through a blip (backoff to 1 s) for up to ``orchestrator_timeout``."""
-        deadline = time.monotonic() + self.s.orchestrator_timeout
-        delay = 0.1
-        while True:
-            try:
-                return await call()
-            except Exception as exc:
-                if time.monotonic() + delay > deadline:
-                    raise RunFailed(f"control store {where_of(self.s.control_dsn or self.target_dsn)} did not take "
-                                    f"{what} within {self.s.orchestrator_timeout:g}s ({type(exc).__name__})") from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     async def _phase_p99(self, phase: str) -> float | None:
         """p99 of ``phase`` so far, all kinds, merged exactly from the workers' latest flushes."""

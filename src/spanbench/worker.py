@@ -27,6 +27,7 @@ from spanbench.aio import sleep_until_ns
 from spanbench.control import records as rec
 from spanbench.control.open import open_control_store
 from spanbench.control.records import Heartbeat, RunStatus, TestResult
+from spanbench.control.sides import WorkerSide
 from spanbench.control.store import ControlStore
 from spanbench.dsn import where_of
 from spanbench.errors import RunFailed, SpanbenchError, TargetGone
@@ -80,6 +81,7 @@ class Worker:
         self.telemetry: Telemetry = Telemetry(enabled=False, service_name="spanbench-worker", trace_file=None)
         self.tracer: trace.Tracer = self.telemetry.tracer
         self.control: ControlStore | None = None
+        self.side: WorkerSide = None  # type: ignore[assignment]  # set at join: our half of the protocol
         self.target: Target | None = None
         self.settings: Settings | None = None
         self.conns: list[TargetConnection] = []
@@ -127,7 +129,7 @@ class Worker:
             # Nobody would hear of it otherwise: the orchestrator waits for our heartbeat.
             why = f"settings of run {self.args.run_id} refused: {' '.join(str(exc).split())[:300]}"
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.control.heartbeat(Heartbeat(
+                await asyncio.wait_for(self.side.beat(Heartbeat(
                     run_id=self.args.run_id, worker_id=self.worker_id, group_id=self.args.group_id, status="FAILED",
                     last_error=why, pid=os.getpid(), host=socket.gethostname())), 5)
             raise RunFailed(why) from None
@@ -224,7 +226,7 @@ class Worker:
         assert self.control is not None and self.settings is not None
         with self.tracer.start_as_current_span("run.abandon", context=self.ctx, attributes={"spanbench.reason": reason}) as span:
             try:
-                won = await asyncio.wait_for(self.control.abandon_run(self.args.run_id, f"{self.worker_id}: {reason}"), 10)
+                won = await asyncio.wait_for(self.side.abandon(reason), 10)
             except Exception as exc:
                 span.set_attribute("abandon.outcome", f"control store unreachable: {type(exc).__name__}")
                 return
@@ -254,22 +256,8 @@ class Worker:
     async def _join_run(self) -> tuple[RunStatus, int]:
         """RUN_STATUS of our run; a worker started before its orchestrator waits for it (bounded)."""
         assert self.control is not None
-        deadline = time.monotonic() + self.args.join_timeout
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                status = await self.control.fetch_run_status(self.args.run_id)
-            except Exception as exc:  # the control schema may not exist yet
-                status, why = None, f"{type(exc).__name__}: {exc}"
-            else:
-                why = "no RUN_STATUS row"
-            if status is not None:
-                return status, attempts
-            if time.monotonic() > deadline:
-                raise RunFailed(f"run {self.args.run_id} not found in the control store within "
-                                f"{self.args.join_timeout:g}s ({' '.join(why.split())[:200]})")
-            await asyncio.sleep(0.2)
+        self.side = WorkerSide(self.control, self.args.run_id, self.worker_id)
+        return await self.side.join(self.args.join_timeout)
 
     # ------------------------------------------------------------------ phases
 
@@ -426,7 +414,7 @@ class Worker:
                     if time.monotonic() > deadline:
                         why = f"no START within {s.start_timeout:g}s"
                         break
-                    woke = await self.control.wait_for_signal(self.args.run_id, s.poll_interval)
+                    woke = await self.side.wait(s.poll_interval)
                     poll.set_attribute("poll.woken_by", "notify" if woke else "timeout")
             span.set_attribute("wait_for_start.polls", polls)
             if not started:
@@ -620,13 +608,13 @@ class Worker:
         for phase, data in list(self.state.phases.items()):
             recs: list[tuple[Any, Any]] = [(("service", phase, k), data.service[i]) for i, k in enumerate(kinds)]
             recs.append((("lag", phase, ""), data.lag))
-            for key, rec in recs:
-                total = rec.total
+            for key, recorder in recs:
+                total = recorder.total
                 if not total:
                     continue
                 cached = self._encoded_open.get(key)
                 if cached is None or cached[0] != total:
-                    snap = Snapshot(rec)
+                    snap = Snapshot(recorder)
                     while not snap.step(4096):
                         await asyncio.sleep(0)
                     self._encoded_open[key] = (total, snap.encoded())
@@ -742,7 +730,7 @@ class Worker:
                 self._flush_task = asyncio.create_task(self.results_flush())
             woke = False
             try:
-                woke = await self.control.wait_for_signal(self.args.run_id, min(0.25, s.heartbeat_interval))
+                woke = await self.side.wait(min(0.25, s.heartbeat_interval))
             except Exception:
                 # A closed control connection fails at once: wait anyway, never spin.
                 await asyncio.sleep(min(0.25, s.heartbeat_interval))
@@ -770,8 +758,7 @@ class Worker:
         """One look at RUN_STATUS and new events. Returns (started, reason to stop)."""
         assert self.control is not None and self.settings is not None
         try:
-            status = await self.control.fetch_run_status(self.args.run_id)
-            events = await self.control.fetch_events(self.args.run_id, self.last_seq)
+            status, events = await self.side.poll(self.last_seq)
             self._lost_control_since = None
         except Exception as exc:
             now = time.monotonic()
@@ -808,7 +795,7 @@ class Worker:
         assert self.control is not None and self.settings is not None
         st = self.state
         q, e = st.totals() if st else (0, 0)
-        await self.control.heartbeat(
+        await self.side.beat(
             Heartbeat(
                 run_id=self.args.run_id, worker_id=self.worker_id, group_id=self.args.group_id, status=self.status,
                 phase=st.phase if st else None, active_connections=st.active if st else len(self.conns),

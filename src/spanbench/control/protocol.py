@@ -34,6 +34,10 @@ Worker states (WORKER_HEARTBEATS.status)::
 
 Events (RUN_CONTROL_EVENTS.type), sequence ids assigned atomically by the store:
 START (payload: the start instant and the phase schedule), STOP, SET_PHASE, SET_TARGET.
+
+Who says what: ``sides.py`` holds the worker's half (join, beat, poll, wait, abandon) and
+the orchestrator's (create, beat, look, announce, set), the only calls either process makes
+to the protocol's tables; ``schema.py`` the tables, rendered per dialect.
 """
 
 from __future__ import annotations

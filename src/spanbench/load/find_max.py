@@ -232,7 +232,7 @@ class FindMaxRun:
 
         o = self.o
         payload = {"step": step, "connections": connections, "at_unix_ns": at_ns}
-        await o._control_write("SET_TARGET", lambda: o.control.append_event(o.run_id, rec.SET_TARGET, "RUN", payload))
+        await o.side.announce(rec.SET_TARGET, payload)
 
     async def _figures(self, step: int, timeout_s: float) -> dict[str, Any] | None:
         """Step ``step`` merged over every worker still in the run, once each has reported it."""
