@@ -304,9 +304,9 @@ class Orchestrator:
                 self._check_workers_alive()
                 if time.monotonic() >= next_beat:  # workers watch this beat from their first poll on
                     next_beat = time.monotonic() + _BEAT_S
-                    await self.control.touch_run(self.run_id)
+                    await self.side.beat()
                 t0 = time.perf_counter()
-                beats = await self.control.fetch_heartbeats(self.run_id)
+                beats = await self.side.look()
                 self._control_rtt_s = max(self._control_rtt_s, time.perf_counter() - t0)
                 failed = [b for b in beats if b.status == "FAILED"]
                 if failed:
@@ -318,7 +318,7 @@ class Orchestrator:
                     raise RunFailed(f"only {ready} of {self.s.workers} workers READY after {self.s.ready_timeout:g}s")
                 await asyncio.sleep(_READY_POLL_S)
             span.set_attribute("await_ready.polls", polls)
-            await self.control.update_run(self.run_id, status=rec.READY)
+            await self.side.set(status=rec.READY)
 
     async def orchestrator_start(self) -> None:
         """Announce a start instant a little ahead, so the write of START is not inside the run.
@@ -342,7 +342,7 @@ class Orchestrator:
                 {"start_unix_ns": self.start_unix_ns, "warmup_s": self.s.warmup, "duration_s": self._measure_s,
                  "cooldown_s": self.s.cooldown}, retried=False,
             )
-            await self.control.update_run(self.run_id, status=rec.RUNNING, phase=WARMUP, start_time=start, warmup_start=start)
+            await self.side.set(status=rec.RUNNING, phase=WARMUP, start_time=start, warmup_start=start)
             written = time.time_ns()
             await sleep_until_ns(self.start_unix_ns, precise=False)  # the workers hold it exactly
         finally:
@@ -453,7 +453,7 @@ class Orchestrator:
             self.status = rec.COMPLETED_WITH_ERRORS if trouble else rec.COMPLETED
             self.reason = "; ".join(trouble) or None
             await self._insert_run_row()
-            await self.control.update_run(self.run_id, status=self.status, cancel_reason=self.reason)
+            await self.side.set(status=self.status, cancel_reason=self.reason)
 
     def _trouble(self) -> list[str]:
         """What keeps a finished run from being clean: errors, stalls, cut queries, lost workers."""
@@ -479,7 +479,7 @@ class Orchestrator:
         if self.control is None or not self.run_created or not self.results:
             return
         m = self.results["measurement"]
-        await self.control.insert_test_result(
+        await self.side.save_result(
             TestResult(run_id=self.run_id, worker_id="run", scope="RUN", status=self.status,
                        started_at=datetime.fromtimestamp((self.start_unix_ns or time.time_ns()) / 1e9, timezone.utc),
                        ended_at=datetime.now(timezone.utc), queries=m["queries"], errors=m["errors"], qps=m["qps"],
@@ -497,7 +497,7 @@ class Orchestrator:
         unreachable = None
         if self.control is not None:
             try:
-                control_rows = await asyncio.wait_for(self.control.fetch_test_results(self.run_id), self.s.statement_timeout)
+                control_rows = await asyncio.wait_for(self.side.results(), self.s.statement_timeout)
             except Exception as exc:  # the run folder's copies may still hold everything
                 unreachable = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         rows = pick_worker_rows(control_rows, read_local_rows(self.run_dir))
@@ -579,9 +579,9 @@ class Orchestrator:
                 return
             # Each on its own: a failed status update must not also lose the STOP.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.control.update_run(self.run_id, status=status, cancel_reason=reason[:1000]), 5)
+                await asyncio.wait_for(self.side.set(status=status, cancel_reason=reason[:1000], retried=False), 5)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.control.append_event(self.run_id, rec.STOP, "RUN", {"reason": reason[:1000]}), 5)
+                await asyncio.wait_for(self.side.announce(rec.STOP, {"reason": reason[:1000]}, retried=False), 5)
             with contextlib.suppress(Exception):
                 await self._await_workers_done(self.s.drain_timeout + 10.0)
             with contextlib.suppress(Exception):
@@ -614,7 +614,7 @@ class Orchestrator:
 
         assert self.control is not None
         try:
-            rows = await asyncio.wait_for(self.control.fetch_test_results(self.run_id), 2.0)
+            rows = await asyncio.wait_for(self.side.results(), 2.0)
         except Exception:
             return None
         hs = [decode(text) for r in rows if r.scope == "WORKER" for text in (r.histograms or {}).get(phase, {}).values()]
@@ -626,7 +626,7 @@ class Orchestrator:
         the workers wait ``orchestrator_timeout`` for a beat, and so does this for the store."""
         assert self.control is not None
         try:
-            await self.control.touch_run(self.run_id)
+            await self.side.beat()
             beats = await self._check_heartbeats()
         except RunFailed:
             raise
@@ -646,7 +646,7 @@ class Orchestrator:
     async def _check_heartbeats(self) -> list[Heartbeat]:
         """The workers' beats; a FAILED one fails the run, a silent one (3 beat intervals) is LOST."""
         assert self.control is not None
-        beats = await self.control.fetch_heartbeats(self.run_id)
+        beats = await self.side.look()
         now = datetime.now(timezone.utc)
         silent_s = 3 * self.s.heartbeat_interval + 1.0
         for b in beats:
@@ -660,7 +660,7 @@ class Orchestrator:
                     self._worker_lost(b.worker_id, f"no heartbeat for {age:.1f}s", running=True)
         for wid in self._lost_to_mark:
             with contextlib.suppress(Exception):
-                await self.control.mark_worker(self.run_id, wid, rec.LOST, self.lost[wid])
+                await self.side.mark(wid, rec.LOST, self.lost[wid])
         self._lost_to_mark.clear()
         return beats
 
@@ -679,8 +679,8 @@ class Orchestrator:
             try:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + _BEAT_S
-                    await self.control.touch_run(self.run_id)
-                beats = {b.worker_id: b.status for b in await self.control.fetch_heartbeats(self.run_id)}
+                    await self.side.beat()
+                beats = {b.worker_id: b.status for b in await self.side.look()}
             except Exception:
                 # The store is away: local workers still say they are done by exiting.
                 if not self.s.launch_workers:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from spanbench.control.records import ControlEvent, Heartbeat, RunStatus
+from spanbench.control.records import ControlEvent, Heartbeat, RunStatus, TestResult
 from spanbench.control.store import ControlStore
 from spanbench.errors import DuplicateRun, RunFailed
 
@@ -91,12 +91,23 @@ class OrchestratorSide:
     async def look(self) -> list[Heartbeat]:
         return await self.store.fetch_heartbeats(self.run_id)
 
+    async def mark(self, worker_id: str, status: str, reason: str) -> None:
+        """A worker's state said for it (LOST): it can no longer say it itself."""
+        await self.store.mark_worker(self.run_id, worker_id, status, reason)
+
+    async def results(self) -> list[TestResult]:
+        return await self.store.fetch_test_results(self.run_id)
+
+    async def save_result(self, row: TestResult) -> None:
+        await self.store.insert_test_result(row)
+
     async def announce(self, type: str, payload: dict[str, Any], *, retried: bool = True) -> int:
         call = lambda: self.store.append_event(self.run_id, type, "RUN", payload)  # noqa: E731
         return await (self.write(type, call) if retried else call())
 
-    async def set(self, what: str = "update_run", **fields: Any) -> None:
-        await self.write(what, lambda: self.store.update_run(self.run_id, **fields))
+    async def set(self, what: str = "update_run", *, retried: bool = True, **fields: Any) -> None:
+        call = lambda: self.store.update_run(self.run_id, **fields)  # noqa: E731
+        await (self.write(what, call) if retried else call())
 
     async def write(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         deadline = time.monotonic() + self.blip_s
