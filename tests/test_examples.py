@@ -78,7 +78,9 @@ def check_ok(example: str, dsn: str) -> None:
 
 
 def run_example(tmp: Path, example: str, dsn: str, *extra: str, tracing: bool = False) -> tuple[dict, str, Path]:
-    env = spanbench_env(SPANBENCH_TRACING="1") if tracing else spanbench_env()
+    # A drain long enough for an emulator (fakesnow) slowed by a loaded CI: a query still
+    # running at a 5 s drain would be reported, rightly, as cut (exit 4).
+    env = spanbench_env(SPANBENCH_DRAIN_TIMEOUT="20s", **({"SPANBENCH_TRACING": "1"} if tracing else {}))
     res = run_cli(["run", str(EXAMPLES / example), "--target-dsn", dsn, *SHORT, *extra], output=tmp,
                   env=env, timeout=240)
     assert res.returncode == 0, res.stderr + res.stdout
