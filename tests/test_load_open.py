@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ def test_open_model_holds_a_reachable_rate(cli, pg_dsn: str, tmp_path: Path) -> 
     assert abs(achieved - 600) <= 0.02 * 600, (achieved, m["seconds"], executions)
     short = m["rate_shortfall"]
     assert short["met"] and short["dropped"] == 0 and m["dropped"] == 0
+    assert "open model: target 600/s (uniform arrivals), achieved" in r.stdout and ": met (within 2 %)" in r.stdout
+    assert 'data-met="true"' in (r.run_dir() / "report.html").read_text()
     # three histograms per kind, merged across the workers
     assert set(m["service"]) == set(m["latency"])
     for kind, lat in m["latency"].items():
@@ -106,6 +109,13 @@ def test_an_unreachable_rate_drops_arrivals_and_ends_on_time(cli, pg_dsn: str, t
     res = _results(r.run_dir())
     assert any(w.startswith("target rate not met") and "short) from +" in w for w in res.get("warnings", [])), res.get("warnings")
     assert "target rate not met" in r.stdout + r.stderr
+    # ... and its own section, in the terminal and in report.html: by how much, from when, the drops
+    out = " ".join(r.stdout.split())
+    assert "open model: target rate NOT MET:" in out and f"{m['dropped']:,} arrivals dropped beyond max_queue = 100" in out
+    assert f"from +{short['from_s']:.0f}s of the run" in out and "schedule lag" in out
+    page = (r.run_dir() / "report.html").read_text()
+    verdict = re.search(r'<p id="rate-verdict"[^>]*>', page)
+    assert verdict and 'data-met="false"' in verdict.group(0) and f'data-dropped="{m["dropped"]}"' in verdict.group(0)
     # on time: the schedule's 3.5 s plus start-up and drain, not a backlog worked off
     assert took < 30, took
     assert m["seconds"] < 3.5

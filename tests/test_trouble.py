@@ -138,6 +138,37 @@ def test_restart_of_the_target_only(fault_pg: FaultServer, pg_dsn: str, tmp_path
     assert status[0]["status"] == "COMPLETED_WITH_ERRORS"
 
 
+def test_open_model_rides_out_a_restart_of_the_target(fault_pg: FaultServer, pg_dsn: str, tmp_path: Path) -> None:
+    """The open model's connections reconnect too; the arrivals that waited out the restart
+    carry the outage in their latency (from the intended start), not in their service time."""
+    out = tmp_path / "runs"
+    scenario = tmp_path / "open.toml"
+    scenario.write_text('[load]\nmodel = "open"\nrate = 400\narrival = "uniform"\nmax_queue = 100000\n')
+    args = [str(scenario), "--target-dsn", fault_pg.dsn, "--control-dsn", pg_dsn, "--workers", "2",
+            "--connections", "4", "--warmup", "0.3s", "--duration", "6s", "--output", str(out)]
+    proc, run_id, _ = _running_run(args, pg_dsn, _env(SPANBENCH_RECONNECT_TIMEOUT="20s"))
+    with _no_leftovers(proc):
+        fault_pg.restart("fast")
+        stdout, stderr = proc.communicate(timeout=90)  # type: ignore[attr-defined]
+    assert proc.returncode == 4, stderr  # type: ignore[attr-defined]
+    results = _results(out, run_id)
+    assert results["status"] == "COMPLETED_WITH_ERRORS"
+    m = results["measurement"]
+    assert m["errors"] > 0
+    tree = Tree(read_spans(out / run_id))
+    reconnects = tree.named("pool.reconnect")
+    assert reconnects and all(r.attrs["reconnect.outcome"] == "reconnected" for r in reconnects)
+    # the load came back after the last reconnect
+    last = max(r.end for r in reconnects)
+    t0 = min(w["start_unix_ns"] for w in results["workers"])
+    assert max(b["qps"] for b in results["timeline"] if t0 + b["t_s"] * 1e9 > last + 1e9) > 0
+    # an arrival due while its connection was re-opening waited for it: its latency holds the
+    # reconnect's time, its service time (send -> end) does not
+    outage_ms = max(r.end - r.start for r in reconnects) / 1e6
+    assert m["all"]["max_ms"] >= 0.5 * outage_ms, (m["all"], outage_ms)
+    assert m["service_all"]["p50_ms"] < 0.5 * outage_ms, (m["service_all"], outage_ms)
+
+
 def test_target_that_goes_away_says_so_once(fault_pg: FaultServer, pg_dsn: str, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     args = ["--target-dsn", fault_pg.dsn, "--control-dsn", pg_dsn, "--workers", "2", "--connections", "4",

@@ -143,27 +143,10 @@ class ClosedLoop:
                 try:
                     await fns[k](a)
                 except Exception as exc:
-                    t1 = perf()
-                    st.errors[k] += 1
-                    st.last_error = _describe(exc)
-                    cls = self._error(k, exc)
-                    if qlog is not None:
-                        qbuf.append((st.phase, k, t0, t1, cls))
-                    spans.emit(k, index, t0, t1, reason="error", first=False, conn=conn, error=exc)
-                    if self.reconnect is not None and conn.is_broken(exc):
-                        # The connection itself is gone (a restart, a failover): re-open it and
-                        # go on; the outage shows as errors, a stall and pool.reconnect spans.
-                        conn, fns = await self.reconnect(index, conn, spans.wall_ns(t1))
+                    pair, in_a_row = await self.query_failed(index, conn, k, t0, perf(), exc, in_a_row, qbuf)
+                    if pair is not None:
+                        conn, fns = pair
                         gen = -1  # the new session learns the phase (QUERY_TAG) before its first query
-                        in_a_row = 0
-                        continue
-                    in_a_row += 1
-                    if in_a_row >= self.max_consecutive_errors:
-                        # This connection is broken, or the server is refusing us: stop sending
-                        # to it rather than hammer a database that is already failing.
-                        raise ConnectionAbandoned(index, in_a_row, st.last_error) from None
-                    # Back off (1 ms doubling to 0.5 s) so a failing server is not flooded.
-                    await asyncio.sleep(min(0.001 * (1 << min(in_a_row, 9)), 0.5))
                     continue
                 except asyncio.CancelledError:
                     # Still running at the drain deadline: its time so far is a lower bound of
@@ -201,6 +184,36 @@ class ClosedLoop:
             if qlog is not None:
                 qlog.flush(qbuf)
 
+    async def query_failed(
+        self, index: int, conn: TargetConnection, k: int, t0: int, t1: int, exc: Exception, in_a_row: int,
+        qbuf: list[tuple[str, int, int, int, str]], *, first: bool = False,
+    ) -> tuple[tuple[TargetConnection, list[QueryFn]] | None, int]:
+        """A query that raised, for every load model: counted by class, logged, traced; then the
+        connection is re-opened (it broke), abandoned (too many errors in a row) or backed off.
+
+        Returns the new (connection, query fns) after a reconnect, else None, and the errors in
+        a row since. The cold path: errors are rare, so nothing here is inlined in the loops.
+        """
+        st = self.state
+        st.errors[k] += 1
+        st.last_error = _describe(exc)
+        cls = self._error(k, exc)
+        if self.query_log is not None:
+            qbuf.append((st.phase, k, t0, t1, cls))
+        self.spans.emit(k, index, t0, t1, reason="first" if first else "error", first=first and index == 0,
+                        conn=conn, error=exc)
+        if self.reconnect is not None and conn.is_broken(exc):
+            # The connection itself is gone (a restart, a failover): re-open it and go on; the
+            # outage shows as errors, a stall and pool.reconnect spans.
+            return await self.reconnect(index, conn, self.spans.wall_ns(t1)), 0
+        in_a_row += 1
+        if in_a_row >= self.max_consecutive_errors:
+            # This connection is broken, or the server is refusing us: stop sending to it
+            # rather than hammer a database that is already failing.
+            raise ConnectionAbandoned(index, in_a_row, st.last_error) from None
+        # Back off (1 ms doubling to 0.5 s) so a failing server is not flooded.
+        await asyncio.sleep(min(0.001 * (1 << min(in_a_row, 9)), 0.5))
+        return None, in_a_row
 
     def cut(self, kind: int, t0: int) -> None:
         """Record a query cancelled at the drain: elapsed so far, in the phase it was sent in."""

@@ -24,12 +24,18 @@ import time
 from collections import deque
 from typing import Any
 
-from spanbench.load.closed import ClosedLoop, ConnectionAbandoned, _describe
+from spanbench.load.closed import ClosedLoop
 from spanbench.load.query_log import FLUSH_ROWS
 from spanbench.stats import HIGHEST_NS
 from spanbench.targets.base import QueryFn, TargetConnection
 
 INF = float("inf")
+# An arrival less than this ahead is sent now rather than slept for. The event loop's timers
+# tick in milliseconds (uvloop rounds a delay to the nearest ms), so a shorter sleep wakes
+# up to a tick early or late anyway; and a sleep per query (a future and a timer) costs as
+# much client CPU as the query's own bookkeeping, which at high rates is the open model's
+# capacity. An execution starts at most this early; its latency then counts from its send.
+EARLY_NS = 1_000_000
 _log = math.log
 
 
@@ -252,6 +258,9 @@ class OpenLoop(ClosedLoop):
         # recorded in the phase it was sent in.
         data = st.data
         lat_recs, svc_recs, lag_rec = data.recorders, data.service, data.lag
+        lag_counts = lag_rec.counts
+        b = (1 | mask).bit_length() - shift
+        lag_floor = ((b + 1) << half_mag) + (1 >> b) - half  # the bucket of 1 ns
         now = perf()
         try:
             while not st.stop:
@@ -284,13 +293,15 @@ class OpenLoop(ClosedLoop):
                         await sleep(0.05)  # the schedule is over (a rate of 0): idle until the stop
                         now = perf()
                         continue
-                    await sleep((intended - now) / 1e9)
-                    if st.stop:
-                        break
+                    if intended - now > EARLY_NS:
+                        await sleep((intended - now) / 1e9)
+                        if st.stop:
+                            break
                 if st.gen != gen:
                     gen = st.gen
                     data = st.data
                     lat_recs, svc_recs, lag_rec = data.recorders, data.service, data.lag
+                    lag_counts = lag_rec.counts
                     await conn.set_phase(st.tag)
                 k = mix[mi]
                 a = args[mi]
@@ -301,61 +312,50 @@ class OpenLoop(ClosedLoop):
                 try:
                     await fns[k](a)
                 except Exception as exc:
-                    t1 = perf()
-                    st.errors[k] += 1
-                    st.last_error = _describe(exc)
-                    cls = self._error(k, exc)
-                    if qlog is not None:
-                        qbuf.append((st.phase, k, t0, t1, cls))
-                    spans.emit(k, index, t0, t1, reason="first" if first else "error", first=first and index == 0,
-                               conn=conn, error=exc)
+                    pair, in_a_row = await self.query_failed(index, conn, k, t0, perf(), exc, in_a_row, qbuf, first=first)
                     first = False
-                    if self.reconnect is not None and conn.is_broken(exc):
-                        conn, fns = await self.reconnect(index, conn, spans.wall_ns(t1))
+                    if pair is not None:
+                        conn, fns = pair
                         gen = -1
-                        in_a_row = 0
-                        now = perf()
-                        continue
-                    in_a_row += 1
-                    if in_a_row >= self.max_consecutive_errors:
-                        raise ConnectionAbandoned(index, in_a_row, st.last_error) from None
-                    await sleep(min(0.001 * (1 << min(in_a_row, 9)), 0.5))
                     now = perf()
                     continue
                 except asyncio.CancelledError:
                     self.cut_open(k, intended, t0)
                     raise
                 t1 = perf()
-                # LatencyRecorder.record, inlined three times: latency (from the intended
-                # start), service time (from the send), schedule lag (send - intended).
-                # uvloop's timers tick in milliseconds and may wake a little early: a send
-                # before its intended start counts from the send (lag 0), never negative.
-                it = int(intended)
-                if it > t0:
-                    it = t0
-                ns = t1 - it
-                if ns > cap:
-                    ns = cap
-                rec = lat_recs[k]
-                b = (ns | mask).bit_length() - shift
-                rec.counts[((b + 1) << half_mag) + (ns >> b) - half] += 1
-                rec.total += 1
+                # LatencyRecorder.record, inlined: service time (send -> end) always; then latency
+                # (intended start -> end) and schedule lag (send - intended start). An execution
+                # sent on time, or early (EARLY_NS, or a timer that woke early), has latency =
+                # service time and lag 0, recorded as 1 ns (the histograms' floor): its service
+                # bucket is reused and the lag's is a constant, one bucket computation in all.
                 sv = t1 - t0
                 if sv > cap:
                     sv = cap
-                rec = svc_recs[k]
                 b = (sv | mask).bit_length() - shift
-                rec.counts[((b + 1) << half_mag) + (sv >> b) - half] += 1
+                si = ((b + 1) << half_mag) + (sv >> b) - half
+                rec = svc_recs[k]
+                rec.counts[si] += 1
                 rec.total += 1
-                lag = t0 - it
-                if lag < 1:
-                    lag = 1
-                elif lag > cap:
-                    lag = cap
-                rec = lag_rec
-                b = (lag | mask).bit_length() - shift
-                rec.counts[((b + 1) << half_mag) + (lag >> b) - half] += 1
-                rec.total += 1
+                rec = lat_recs[k]
+                if intended >= t0:
+                    rec.counts[si] += 1
+                    rec.total += 1
+                    lag_counts[lag_floor] += 1
+                    lag_rec.total += 1
+                else:
+                    it = int(intended)
+                    ns = t1 - it
+                    if ns > cap:
+                        ns = cap
+                    b = (ns | mask).bit_length() - shift
+                    rec.counts[((b + 1) << half_mag) + (ns >> b) - half] += 1
+                    rec.total += 1
+                    lag = t0 - it
+                    if lag > cap:
+                        lag = cap
+                    b = (lag | mask).bit_length() - shift
+                    lag_counts[((b + 1) << half_mag) + (lag >> b) - half] += 1
+                    lag_rec.total += 1
                 n += 1
                 if in_a_row:
                     in_a_row = 0

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from spanbench.outcome import RunOutcome
 from spanbench.report.tables import print_table  # re-exported: tests and callers import it from here
-from spanbench.report.view import RunView, run_view
+from spanbench.report.view import RunView, open_model_headline, run_view
 from spanbench.results_file import write_results_file
 from spanbench.settings import Settings
 from spanbench.telemetry.provider import SpanStats
@@ -53,6 +53,7 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
     view = run_view(json.loads(json.dumps(results, default=str)))
     measured = print_results(outcome, console, view)
     if view is not None:
+        print_open_model(view, console)
         print_find_max(view, console)
     if analysis is not None:
         from spanbench.report.waterfall import print_gaps, print_waterfall
@@ -63,7 +64,7 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
         # only where it is true: a finished run against a real target that left tracing at its default
         console.print("tracing was off (the default against a DSN): SPANBENCH_TRACING=1 adds the trace, "
                       "the start-up waterfall and the gaps report")
-    print_span_stats(spans, console)
+    print_span_stats(spans, console, results.get("workers"))
     console.print(f"run folder: {outcome.run_dir}")
     from spanbench.report.html import report_after_run
 
@@ -81,6 +82,20 @@ def finish_run(outcome: RunOutcome, settings: Settings, console: Console | None 
         kept = f" (results so far in {path})" if measured else ""
         raise error(f"run {outcome.run_id} {outcome.status.lower()}: {outcome.reason}{kept}")
     return 0
+
+
+def print_open_model(view: RunView, console: Console) -> None:
+    """The open model: whether the target rate was met (by how much it missed, from when, what
+    was dropped), then service time beside the latency table above, and the schedule lag."""
+    om = view.open_model
+    if om is None:
+        return
+    console.print(Text(open_model_headline(om), style="" if om.met else "bold red"), soft_wrap=True)
+    rows = [[r.kind, _f(r.count), *(_f(v, "{:.3f}") for v in (r.p50_ms, r.p95_ms, r.p99_ms, r.p999_ms, r.max_ms))]
+            for r in [*om.service, *([om.schedule_lag] if om.schedule_lag else [])]]
+    if rows:
+        print_table(console, "service time (send → end) and schedule lag (send − intended start), measurement (ms)",
+                    ["", "count", "p50", "p95", "p99", "p99.9", "max"], rows)
 
 
 def print_find_max(view: RunView, console: Console) -> None:
@@ -160,7 +175,7 @@ def _f(value: float | None, fmt: str = "{:,.0f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def print_span_stats(stats: SpanStats, console: Console) -> None:
+def print_span_stats(stats: SpanStats, console: Console, workers: list[dict[str, Any]] | None = None) -> None:
     if not stats.ended:
         return
     parts = [f"spans: {stats.ended:,} recorded"]
@@ -168,7 +183,22 @@ def print_span_stats(stats: SpanStats, console: Console) -> None:
         missing = c["failed"] + c["lost"]
         label = "written to the run folder" if name == "file" else "exported over OTLP"
         parts.append(f"{c['exported']:,} {label}" + (f" ([bold red]{missing:,} not[/])" if missing else ""))
+    parts.extend(_budget_parts(workers or []))
     console.print(", ".join(parts))
+
+
+def _budget_parts(workers: list[dict[str, Any]]) -> list[str]:
+    """What the trace budget left out of the trace, in counts (README "Repeating spans")."""
+    skipped = sum(int(w.get("query_spans_skipped") or 0) for w in workers)
+    kinds = [k for w in workers for k in (w.get("repeating_spans") or {}).values()]
+    beats = sum(int(k.get("coarsened") or 0) for k in kinds)
+    summaries = sum(int(k.get("summaries") or 0) for k in kinds)
+    out = []
+    if beats:
+        out.append(f"{beats:,} routine beats in {summaries:,} summarising spans")
+    if skipped:
+        out.append(f"{skipped:,} query samples past the cap")
+    return out
 
 
 def _all_span_stats(outcome: RunOutcome) -> SpanStats:

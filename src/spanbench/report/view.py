@@ -300,6 +300,76 @@ class FindMax:
     stopped_by: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class OpenModel:
+    """An open-model run: the target against what was achieved, and the two other histograms.
+
+    ``latency`` (RunView.latency) counts from each execution's intended start; ``service``
+    from its send. ``met`` is False when the achieved rate fell more than 2 % short.
+    """
+
+    target_qps: float | None
+    achieved_qps: float | None
+    met: bool
+    shortfall_qps: float
+    shortfall_share: float
+    from_s: float | None  # seconds from the START of the first second that fell short
+    dropped: int  # arrivals beyond max_queue in the measurement
+    dropped_all_phases: int
+    queued_at_stop: int
+    arrival: str | None
+    max_queue: int | None
+    service: list[LatencyRow]
+    schedule_lag: LatencyRow | None
+
+    @property
+    def headline(self) -> str:
+        return open_model_headline(self)
+
+
+def open_model_view(results: dict[str, Any]) -> OpenModel | None:
+    m = _dict(results.get("measurement"))
+    short = _dict(m.get("rate_shortfall"))
+    if not short and "service" not in m:
+        return None
+    load = _dict(_dict(results.get("settings")).get("load"))
+    service = [LatencyRow.of(str(kind), v) for kind, v in _dict(m.get("service")).items() if isinstance(v, dict)]
+    if isinstance(m.get("service_all"), dict):
+        service.append(LatencyRow.of("all", m["service_all"]))
+    lag = m.get("schedule_lag")
+    max_queue = _num(load.get("max_queue"))
+    return OpenModel(
+        target_qps=_num(short.get("target_qps")), achieved_qps=_num(short.get("achieved_qps")),
+        met=bool(short.get("met", True)),
+        shortfall_qps=float(_num(short.get("shortfall_qps")) or 0.0),
+        shortfall_share=float(_num(short.get("shortfall_share")) or 0.0),
+        from_s=_num(short.get("from_s")),
+        dropped=int(_num(m.get("dropped")) or 0),
+        dropped_all_phases=int(sum(_num(v) or 0 for v in _dict(m.get("dropped_by_phase")).values())),
+        queued_at_stop=int(_num(m.get("queued_at_stop")) or 0),
+        arrival=None if load.get("arrival") is None else str(load.get("arrival")),
+        max_queue=None if max_queue is None else int(max_queue),
+        service=service,
+        schedule_lag=LatencyRow.of("schedule lag", lag) if isinstance(lag, dict) else None,
+    )
+
+
+def open_model_headline(om: OpenModel) -> str:
+    """One sentence: the target, what was achieved, and if it was missed, by how much and since when."""
+    target = "-" if om.target_qps is None else f"{om.target_qps:,.0f}/s"
+    achieved = "-" if om.achieved_qps is None else f"{om.achieved_qps:,.0f}/s"
+    arrival = f" ({om.arrival} arrivals)" if om.arrival else ""
+    if om.met:
+        dropped = f"; {om.dropped:,} arrivals dropped" if om.dropped else ""
+        return f"open model: target {target}{arrival}, achieved {achieved}: met (within 2 %){dropped}"
+    since = f" from +{om.from_s:.0f}s of the run" if om.from_s is not None else ""
+    queue = f" beyond max_queue = {om.max_queue:,}" if om.max_queue is not None else ""
+    return (f"open model: target rate NOT MET: {achieved} of {target}{arrival}, {om.shortfall_qps:,.0f}/s "
+            f"({om.shortfall_share:.1%}) short{since}; {om.dropped:,} arrivals dropped{queue}, "
+            f"{om.queued_at_stop:,} still queued at the stop")
+
+
+
 @dataclass(slots=True)
 class RunView:
     """The figures of results.json as a report shows them."""
@@ -326,6 +396,7 @@ class RunView:
     duration_s: float | None
     wall_time_s: float | None
     find_max: FindMax | None = None
+    open_model: OpenModel | None = None
 
     @property
     def all_row(self) -> LatencyRow | None:
@@ -406,4 +477,5 @@ def run_view(results: dict[str, Any]) -> RunView:
         duration_s=_num(s.get("duration")),
         wall_time_s=_num(results.get("wall_time_s")),
         find_max=find_max,
+        open_model=open_model_view(results),
     )
