@@ -16,13 +16,19 @@ again and again while the load runs (sampled ``query`` spans, RUNNING ``heartbea
 ``control.poll``, ...): a name counts as repeating when one process made at least two of
 it inside the load window (from START to the end of the last phase), spread over at least
 half of it, except the ``query`` spans of each connection's first query. They are scaled by the length of the load
-window; sampled ``query`` spans are then capped at what ``query_span_cap`` allows per
-worker. Everything else is *fixed*: start-up, set-up, the first queries, shutdown. Each
+window; sampled ``query`` spans are then capped at what ``query_span_budget`` and
+``query_span_cap`` allow (linear scaling over-states heartbeats and flushes, which are
+coarsened past ``repeating_span_budget``: ``--simulate`` models that). Everything else is *fixed*: start-up, set-up, the first queries, shutdown. Each
 span carries its share of the bytes of the line it was written in (resource, scope and
 JSON framing), so the per-batch overhead scales with the spans that cause the batches.
 
+``--simulate`` runs nothing: it makes 2, 16 and 64 workers' spans for 10 minutes and an
+hour with spanbench's own span code on a fake clock (bench/trace_sim.py), encodes them as
+OTLP protobuf and prints a table; it exits 1 if any case reaches 5 MB.
+
 Usage::
 
+    python bench/trace_size.py --simulate            # 2/16/64 workers, 10 min and 1 h, no run
     python bench/trace_size.py                       # 10 minutes, as the issue asks
     python bench/trace_size.py --duration 60         # 1 minute, extrapolated to 10
     python bench/trace_size.py --duration 60 --json sizes.json -- --connections 32
@@ -269,6 +275,35 @@ def print_table(title: str, rows: list[Row]) -> None:
     print(f"  {'all':<28} {n:>9,.0f} {j:>12,.0f} {j / n if n else 0:>7,.0f} {p:>12,.0f} {p / n if n else 0:>7,.0f}")
 
 
+def simulate_table(json_out: Path | None) -> int:
+    """2, 16 and 64 workers, 10 minutes and an hour: every case must stay under 5 MB of protobuf."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from trace_sim import Scenario, simulate
+
+    print(f"  {'workers':>7} {'measurement':>11} {'spans':>7} {'protobuf':>11} {'of 5 MB':>7} {'OTLP/JSON':>11} "
+          f"{'coarsened':>9} {'skipped':>9}")
+    figures = []
+    worst = 0
+    for workers in (2, 16, 64):
+        for seconds in (600, 3600):
+            size = simulate(Scenario(workers, seconds))
+            worst = max(worst, size.proto_bytes)
+            print(f"  {workers:>7} {seconds // 60:>8} min {size.spans:>7,} {size.proto_bytes:>11,} "
+                  f"{100 * size.proto_bytes / TEMPO_LIMIT_BYTES:>6.0f}% {size.json_bytes:>11,} "
+                  f"{size.coarsened:>9,} {size.skipped:>9,}")
+            figures.append({"workers": workers, "measurement_s": seconds, "spans": size.spans,
+                            "proto_bytes": size.proto_bytes, "json_bytes": size.json_bytes,
+                            "coarsened_beats": size.coarsened, "skipped_query_samples": size.skipped,
+                            "by_name": dict(size.by_name)})
+    print("  coarsened: beats inside summarising spans; skipped: query samples past the caps (both counted, "
+          "on the worker span and in results.json)")
+    verdict = "every case is under" if worst < TEMPO_LIMIT_BYTES else "a case is OVER"
+    print(f"{verdict} Tempo's 5 MB as protobuf (largest {_mb(worst)})")
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2))
+    return 0 if worst < TEMPO_LIMIT_BYTES else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -285,7 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-dir", type=Path, help="measure this existing run folder instead of running")
     ap.add_argument("--keep-env", action="store_true", help="keep SPANBENCH_* variables of this environment")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--simulate", action="store_true",
+                    help="no run: simulate 2, 16 and 64 workers for 10 min and 1 h with the real span code "
+                         "on a fake clock (bench/trace_sim.py) and print their sizes")
     args = ap.parse_args(argv)
+    if args.simulate:
+        return simulate_table(args.json)
 
     if args.run_dir is not None:
         run_dir, elapsed = args.run_dir, None
@@ -331,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
 
     target_window_s = window_s - m["seconds"] + args.target
     if abs(args.target - m["seconds"]) > 1:
-        budget = int(s["workers"]) * int(s["query_span_cap"]) - int(s["connections"])
+        # Each worker's cap is its share of the run's query_span_budget (older runs: query_span_cap).
+        share = min(int(s["query_span_cap"]), int(s.get("query_span_budget") or 10**12) // int(s["workers"]))
+        budget = int(s["workers"]) * share - int(s["connections"])
         target = extrapolate(rows, window_s, target_window_s, query_budget=max(budget, 0), cap_reached=skipped > 0)
         j = sum(r.json_bytes for r in target)
         p = sum(r.proto_bytes for r in target)

@@ -204,3 +204,41 @@ def test_the_two_sides_of_the_protocol(open_store) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_the_store_clock_on_loopback_and_through_the_sides(open_store) -> None:
+    """The store's own clock, read in a few round trips: on loopback (one host, one clock) the
+    offset is ~0 within its uncertainty. Instants cross the store on its clock: announced as
+    ours + our offset, read as the store's − the reader's offset."""
+    from spanbench.control.clock import ClockOffset
+    from spanbench.control.sides import OrchestratorSide, WorkerSide
+
+    async def main() -> tuple[Any, ClockOffset, ClockOffset, list[dict[str, Any]]]:
+        store = await open_store()
+        run_id = "k-" + secrets.token_hex(4)
+        try:
+            sample = await store.clock_sample()
+            worker = WorkerSide(store, run_id, "w0")
+            side = OrchestratorSide(store, run_id, blip_s=0.5, where="here")
+            measured = await worker.measure_clock()
+            await side.measure_clock(rounds=2)
+            orchestrator = side.clock
+            # Fake both clocks: the orchestrator's 1 s behind the store's, the worker's 2 s ahead.
+            side.clock, worker.clock = ClockOffset(offset_ns=1_000_000_000), ClockOffset(offset_ns=-2_000_000_000)
+            await side.create(_run(run_id))
+            await side.announce(rec.START, {"start_unix_ns": 10_000_000_000, "warmup_s": 1.0})
+            await side.announce(rec.SET_TARGET, {"step": 2, "connections": 8, "at_unix_ns": 20_000_000_000})
+            _, events = await worker.poll(0)
+            return sample, measured, orchestrator, [e.payload for e in events]
+        finally:
+            await store.close()
+
+    sample, measured, orchestrator, payloads = asyncio.run(main())
+    assert 0 < sample.rtt_ns < 5_000_000_000
+    margin_ns = 5_000_000  # the stores' timestamps are whole microseconds; a scheduler tick
+    for got in (measured, orchestrator):
+        assert got.samples >= 2 and got.uncertainty_ns == got.rtt_ns // 2
+        assert abs(got.offset_ns) <= got.uncertainty_ns + margin_ns, got
+    # the orchestrator's 10 s is the store's 11 s, which is the worker's 13 s; durations untouched
+    assert payloads == [{"start_unix_ns": 13_000_000_000, "warmup_s": 1.0},
+                        {"step": 2, "connections": 8, "at_unix_ns": 23_000_000_000}]

@@ -30,8 +30,8 @@ README = ROOT / "README.md"
 
 # README: the Grafana/Tempo step of the compose walkthrough (1), "TraceQL for runs": runs (5),
 # start-up (5), START → first query (2), trouble (5), find-max (2), errors and queries (3),
-# TraceQL metrics (3), and the `spanbench gaps --query` example (1).
-README_RECIPES = 27
+# trace budget (2), TraceQL metrics (3), and the `spanbench gaps --query` example (1).
+README_RECIPES = 29
 # deploy/: the dashboard's three Explore links (every run, this run, START → first query).
 DEPLOY_RECIPES = 3
 # deploy/: trace-to-metrics tags of the Tempo and Jaeger data sources.
@@ -45,6 +45,9 @@ CONDITIONAL_ATTRIBUTES = {
     "load.step.verdict": "on load.step spans, which only a find_max run has (load/find_max.py)",
     "load.step.connections": "on load.step spans, which only a find_max run has (load/find_max.py)",
     "load.step.p95_ms": "on load.step spans, which only a find_max run has (load/find_max.py)",
+    "spanbench.coarsened.count": "on summarising heartbeat spans, made past repeating_span_budget "
+                                 "(telemetry/repeating.py); tests/test_trace_budget.py makes them",
+    "spanbench.coarsened.mean_ms": "on the same summarising spans (telemetry/repeating.py)",
 }
 # Spans a recipe may name that a clean, short run does not have, and why.
 CONDITIONAL_SPANS = {

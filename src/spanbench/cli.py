@@ -120,6 +120,9 @@ def run(
     server_timings: Annotated[Optional[bool], typer.Option("--server-timings/--no-server-timings", help="Snowflake: add QUERY_HISTORY timings to sampled query spans after the run")] = None,
     progress: Annotated[Optional[str], typer.Option(help="a plain progress line every INTERVAL, as pgbench's -P (0: none) [a live line on a terminal, else 5s]")] = None,
     init: Annotated[Optional[bool], typer.Option("--init/--no-init", help="create (or re-create) and fill the demo table first, as `spanbench init` [off]")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="after the run, diff it against this run (folder, run id or results.json) and apply --fail-on")] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", metavar="METRIC:CHANGE", help="with --baseline: exit 1 when the run passes this bound, as `diff --fail-on` (repeatable)")] = None,
+    require_comparable: Annotated[bool, typer.Option("--require-comparable", help="with --baseline: exit 1 when the run does not compare with it")] = False,
 ) -> None:
     """Run a benchmark: one trace, a report, and a run folder with the trace and results.json."""
     from spanbench.settings import build_settings
@@ -137,6 +140,13 @@ def run(
         # A run never writes into another run's folder: refused before anything starts.
         raise ConfigError(f"run id {settings.run_id} already has a folder in {settings.output}: "
                           "pick another run_id (or leave it unset)")
+    gate = None
+    if baseline is not None or fail_on or require_comparable:
+        if baseline is None:
+            raise ConfigError("--fail-on and --require-comparable need --baseline RUN to compare the run with")
+        from spanbench.report.gate_report import BaselineGate
+
+        gate = BaselineGate.prepare(baseline, fail_on, runs_folder=settings.output, require_comparable=require_comparable)
     early = None
     if settings.target_dsn is None and hasattr(os, "fork"):
         # The embedded server starts in a child while the rest of spanbench is imported.
@@ -153,7 +163,15 @@ def run(
     outcome = aio.run(orchestrator.run())
     from spanbench.report.run_report import finish_run  # the report's imports wait for the report
 
-    raise typer.Exit(finish_run(outcome, settings))
+    try:
+        code = finish_run(outcome, settings)
+    except RunCompletedWithErrors:
+        if gate is not None:  # shown, but the run's own exit code (4) wins over the gate's
+            gate.after_run(outcome.run_dir)
+        raise
+    if gate is not None:
+        code = code or gate.after_run(outcome.run_dir)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -239,6 +257,29 @@ def pools_build(
         typer.echo(f"value pool {name}: {n} values")
 
 
+k8s_app = typer.Typer(help="Kubernetes: the manifests of a run whose workers are an Indexed Job.",
+                      no_args_is_help=True)
+app.add_typer(k8s_app, name="k8s")
+
+
+@k8s_app.command("render")
+def k8s_render(
+    scenario: Annotated[Path, typer.Argument(help="scenario TOML file (its DSNs go to the Secret, never the manifests)")],
+    image: Annotated[str, typer.Option(help="the spanbench image (the repository's Dockerfile)")],
+    workers: Annotated[int, typer.Option(help="worker pods: the Indexed Job's completions and parallelism")],
+    run_id: Annotated[Optional[str], typer.Option(help="the run id every pod shares [the scenario's, else a new one]")] = None,
+    namespace: Annotated[str, typer.Option(help="namespace of every object")] = "default",
+    out: Annotated[Optional[Path], typer.Option(help="folder to write the manifests to [spanbench-k8s/<run id>]")] = None,
+    otlp_endpoint: Annotated[Optional[str], typer.Option(help="OTLP endpoint of the pods [http://otel-collector:4318]")] = None,
+    secret: Annotated[str, typer.Option(help="Secret with keys target-dsn, control-dsn and optional otlp-headers")] = "spanbench",
+) -> None:
+    """Write one run's manifests: the scenario ConfigMap, the orchestrator Job, the workers' Indexed Job."""
+    from spanbench.k8s.render import render_command
+
+    render_command(scenario, image=image, workers=workers, run_id=run_id, namespace=namespace, out=out,
+                   otlp_endpoint=otlp_endpoint, secret=secret)
+
+
 @app.command()
 def gaps(
     path: Annotated[Optional[str], typer.Argument(help="a run folder or a trace file")] = None,
@@ -278,15 +319,35 @@ def report(
 
 @app.command()
 def diff(
-    run_a: Annotated[str, typer.Argument(help="the baseline: a run folder, run id, runs folder or trace file")],
+    run_a: Annotated[str, typer.Argument(help="the baseline: a run folder, run id, runs folder, results.json or trace file")],
     run_b: Annotated[str, typer.Argument(help="the run to compare with it")],
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", metavar="METRIC:CHANGE", help="exit 1 when B passes this bound against A, e.g. qps:-5%, p99:+20%, p99:+5ms, span:pool.init:+30% (repeatable)")] = None,
+    require_comparable: Annotated[bool, typer.Option("--require-comparable", help="exit 1 when the runs differ in settings, scenario, target or spanbench version")] = False,
+    noise_aware: Annotated[bool, typer.Option("--noise-aware/--no-noise-aware", help="a latency bound fails only when its change is also beyond the noise (p < --alpha)")] = True,
+    alpha: Annotated[float, typer.Option(help="significance level of the noise tests")] = 0.05,
 ) -> None:
-    """Line two runs up per span name (count, p50, max): what grew, and by how much."""
+    """Line two runs up per span name (count, p50, max): what grew, and by how much; with --fail-on, a regression gate."""
     from spanbench.report.diff_report import diff_command
+    from spanbench.report.gate_report import GateOptions
     from spanbench.runs import resolve_run
 
-    raise typer.Exit(diff_command(str(resolve_run(run_a)), str(resolve_run(run_b)), as_json=json_out))
+    # The bounds first: a malformed one is exit 2 before any run is read.
+    gate = GateOptions.parse(fail_on, require_comparable=require_comparable, noise_aware=noise_aware, alpha=alpha)
+    raise typer.Exit(diff_command(str(resolve_run(run_a)), str(resolve_run(run_b)), as_json=json_out,
+                                  gate=gate if gate.active else None))
+
+
+@app.command()
+def merge(
+    run_folder: Annotated[str, typer.Argument(help="the run folder to gather into: a run folder, run id, or runs folder")],
+    others: Annotated[list[Path], typer.Argument(metavar="OTHER_FOLDER...", help="the same run's folders from other machines (or their runs folders)")],
+) -> None:
+    """Gather one run's worker trace and result files from other machines' run folders into RUN_FOLDER."""
+    from spanbench.merge import merge_command
+    from spanbench.runs import resolve_run
+
+    raise typer.Exit(merge_command(resolve_run(run_folder), others))
 
 
 @app.command()

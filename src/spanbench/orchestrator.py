@@ -81,6 +81,7 @@ class Orchestrator:
         load = settings.load
         self._measure_s = len(load.steps()) * load.step_duration if load.model == "find_max" else settings.duration
         self.find_max: dict[str, Any] | None = None
+        self._measurement_window: tuple[int, int] | None = None  # (begin, end) on our clock
 
     def prefork_workers(self) -> None:
         """Fork the local workers now, before the event loop and any thread exist (launcher.py).
@@ -228,6 +229,7 @@ class Orchestrator:
                                              where=where_of(control_dsn))
             with self.tracer.start_as_current_span("control.ensure_schema"):
                 await self.control.ensure_schema()
+            await self.control_clock()
             await self.orchestrator_build_value_pools()
             with self.tracer.start_as_current_span("control.create_run"):
                 scenario = self.s.public()
@@ -237,6 +239,19 @@ class Orchestrator:
                               traceparent=traceparent_of(trace.get_current_span(self.ctx)), workers_expected=self.s.workers)
                 )
                 self.run_created = True
+
+    async def control_clock(self) -> None:
+        """Our clock against the control store's (control/clock.py). The instants we announce
+        (START, find-max's steps) go out on the store's clock through our side, so a worker
+        whose own clock is off still switches with us; ours stay local for our own timers."""
+        with self.tracer.start_as_current_span("control.clock") as span:
+            try:
+                offset = await self.side.measure_clock()
+            except Exception as exc:  # a store that cannot say its time: offset 0, as before
+                span.set_attribute("spanbench.clock.error", f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                return
+            span.set_attributes(offset.attributes())
+            trace.get_current_span(self.ctx).set_attributes(offset.attributes())  # on `run`, too
 
     async def orchestrator_build_value_pools(self) -> None:
         """Sample the scenario's pools that TEMPLATE_VALUE_POOLS lacks (reads only), and say so."""
@@ -379,6 +394,8 @@ class Orchestrator:
                 await FindMaxRun(self, begin_ns).run()
             else:
                 await self._hold_phase(phase, seconds, end_ns)
+            if phase == MEASUREMENT:  # the window the workers' are held to, in results.json
+                self._measurement_window = (begin_ns, max(begin_ns, min(end_ns, time.time_ns())))
             self._stage_spans(phase_span, begin_ns, end_ns)
 
     async def _hold_phase(self, phase: str, seconds: float, end_ns: int, label: str | None = None) -> None:
@@ -441,7 +458,13 @@ class Orchestrator:
     async def orchestrator_collect_results(self) -> None:
         assert self.control is not None
         with self.tracer.start_as_current_span("orchestrator.collect_results", context=self.ctx) as span:
-            rows = await self._merge_worker_results()
+            from spanbench.run_identity import identity, server_version
+
+            # The server's version is asked beside the merge, on its own connection: no wait added.
+            assert self.target_dsn is not None
+            rows, version = await asyncio.gather(self._merge_worker_results(), server_version(self.target_dsn, self.s, self.tracer))
+            # What the run was (scenario hash, target, spanbench version): diff's comparability check.
+            self.results.update(identity(self.s.public(), version))
             span.set_attribute("spanbench.results.workers", len(rows))
             missing = sorted(self._expected_ids() - {r.worker_id for r in rows})
             failed = [w for w in self.results["workers"] if w["status"] == "FAILED"]
@@ -508,10 +531,19 @@ class Orchestrator:
             self.results.setdefault("warnings", []).append(f"control store unreachable at the end ({unreachable}): "
                                                           "results from the run folder's copies")
         self.results["partial"] = self._partial(rows, window_s)
+        self._clock_results()
         self.results["stalls"] = find_stalls(self.results.get("timeline", []), start_s=self.s.warmup,
                                              end_s=self.s.warmup + self._measure_s)
         self._load_results()
         return rows
+
+    def _clock_results(self) -> None:
+        """Our clock's offset and the measurement window, on the control store's clock: the
+        workers' own (``workers[].clock``, ``measurement_window_unix_ns``) are on it too."""
+        c = self.side.clock
+        self.results["clock"] = c.as_dict()
+        if self._measurement_window is not None:
+            self.results["measurement_window_unix_ns"] = [c.to_store(t) for t in self._measurement_window]
 
     def _load_results(self) -> None:
         """What the load model adds to results.json: the open model's rate shortfall, find-max's curve."""
@@ -546,7 +578,8 @@ class Orchestrator:
             if r is None:
                 missing[wid] = window_s
             elif r.details.get("partial"):
-                saved = int(r.details.get("saved_unix_ns") or self.start_unix_ns)
+                saved_at = r.details.get("saved_unix_ns")  # the store's clock, as every instant of a row
+                saved = self.side.clock.to_local(int(saved_at)) if saved_at else self.start_unix_ns
                 missing[wid] = round(max(0.0, (min(end_ns, time.time_ns()) - saved) / 1e9), 3)
         if not missing:
             return None

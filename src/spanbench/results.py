@@ -61,8 +61,12 @@ def merge_results(rows: list[TestResult], workers_expected: int, window_s: float
             "connections": r.details.get("connections"),
             "stop_reason": r.details.get("stop_reason"),
             "query_spans_skipped": r.details.get("query_spans_skipped", 0),
+            "repeating_spans": r.details.get("repeating_spans", {}),
             "last_error": r.details.get("last_error"),
             "error": r.details.get("error"),
+            # on the control store's clock, as every *_unix_ns here (control/clock.py)
+            "clock": r.details.get("clock"),
+            "measurement_window_unix_ns": _window(r, "MEASUREMENT"),
         }
         for r in rows
     ]
@@ -168,6 +172,14 @@ def _kind_qps(row: TestResult, kind: str) -> float:
     seconds = row.measurement_seconds
     n = row.details.get("phases", {}).get("MEASUREMENT", {}).get("queries", {}).get(kind, 0)
     return n / seconds if seconds > 0 else 0.0
+
+
+def _window(row: TestResult, phase: str) -> list[int | None] | None:
+    """[entered, left] of ``phase`` in that worker, when its row says (rows from before clocks do not)."""
+    data = (row.details.get("phases") or {}).get(phase) or {}
+    if data.get("entered_unix_ns") is None:
+        return None
+    return [data.get("entered_unix_ns"), data.get("left_unix_ns")]
 
 
 def _start_to_first_ms(row: TestResult) -> float | None:

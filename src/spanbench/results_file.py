@@ -9,6 +9,11 @@ so a newer file read by an older spanbench loses nothing.
 Version history:
   1  the first typed version: run, status, reason, settings, measurement, phases, workers,
      timeline, histograms, stalls, partial, sources, warnings, spans, gaps.
+     Also optional: ``clock`` and ``measurement_window_unix_ns``, the orchestrator's and each
+     worker's (offset against the control store's clock; the window on that clock).
+     Later additions, optional (files without them still read, older readers keep them):
+     spanbench_version, scenario {hash, kind, queries}, target {system, server, version},
+     what ``spanbench diff`` checks two runs' comparability on (spanbench.run_identity).
 """
 
 from __future__ import annotations
@@ -61,6 +66,16 @@ class PhaseKind(Latency):
     errors: int = 0
 
 
+class Clock(_Open):
+    """A process's clock against the control store's: offset = store − local (control/clock.py)."""
+
+    offset_ms: float = 0.0
+    uncertainty_ms: float = 0.0  # half the round trip the offset was read in
+    rtt_ms: float = 0.0
+    samples: int = 0  # round trips made; 0: never measured (offset taken as 0)
+    applied: bool = False  # whether the offset exceeded its uncertainty, so instants were converted by it
+
+
 class Worker(_Open):
     worker_id: str
     status: str | None = None
@@ -72,6 +87,8 @@ class Worker(_Open):
     connections: int | None = None
     stop_reason: str | None = None
     error: str | None = None
+    clock: Clock | None = None
+    measurement_window_unix_ns: list[int | None] | None = None  # [entered, left], the store's clock
 
 
 class Stall(_Open):
@@ -86,6 +103,18 @@ class Stall(_Open):
 class Partial(_Open):
     workers: list[str]
     seconds_missing: dict[str, float | None] = Field(default_factory=dict)
+
+
+class ScenarioId(_Open):
+    hash: str  # of the workload settings: equal hashes, the same queries and parameters
+    kind: str | None = None  # "demo" or "scenario"
+    queries: list[str | None] | None = None
+
+
+class TargetId(_Open):
+    system: str | None = None  # "postgresql" | "snowflake"
+    server: str | None = None  # host:port/database, "embedded"; never a credential
+    version: str | None = None  # the server's own version string, when it could be read
 
 
 class Results(_Open):
@@ -106,6 +135,11 @@ class Results(_Open):
     warnings: list[str] = Field(default_factory=list)
     spans: dict[str, Any] | None = None
     gaps: dict[str, Any] | None = None
+    clock: Clock | None = None  # the orchestrator's
+    measurement_window_unix_ns: list[int] | None = None  # the orchestrator's [begin, end], the store's clock
+    spanbench_version: str | None = None
+    scenario: ScenarioId | None = None
+    target: TargetId | None = None
 
 
 def write_results_file(run_dir: Path, data: dict[str, Any]) -> Results:
@@ -123,6 +157,11 @@ def read_results_model(run_dir: Path) -> Results | None:
     path = run_dir / "results.json"
     if not path.is_file():
         return None
+    return read_results_json(path)
+
+
+def read_results_json(path: Path) -> Results:
+    """A results.json file by its own path (e.g. a baseline kept apart from its run folder)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:

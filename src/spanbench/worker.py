@@ -32,7 +32,7 @@ from spanbench.control.store import ControlStore
 from spanbench.dsn import where_of
 from spanbench.errors import RunFailed, SpanbenchError, TargetGone
 from spanbench.load.closed import ClosedLoop, ConnectionAbandoned
-from spanbench.load.query_spans import QuerySpans
+from spanbench.load.query_spans import QuerySpans, query_span_share
 from spanbench.load.schedule import PhaseSchedule
 from spanbench.load.state import MEASUREMENT, LoadState
 from spanbench.settings import Settings
@@ -42,6 +42,7 @@ from spanbench.targets.open import open_target
 from spanbench.telemetry.context import context_from_traceparent
 from spanbench.telemetry.endpoints import metrics_endpoint_set
 from spanbench.telemetry.provider import Telemetry
+from spanbench.telemetry.repeating import RepeatingSpans, keep_first_per_worker, span_count_attributes, span_counts
 from spanbench.workload.setup import Plan
 
 
@@ -92,6 +93,7 @@ class Worker:
         self.find_max: Any = None  # load/find_max.py's Steps, for model = "find_max"
         self.ramp: Any = None  # load/closed.py's ConnectionRamp, for closed-model stages
         self.spans: QuerySpans | None = None
+        self.repeating: dict[str, RepeatingSpans] = {}  # heartbeat, control.poll, results.flush: coarsened past a budget
         self.ctx: Context | None = None  # the worker span's context: parent of every span here
         self.status = "INITIALIZING"
         self.error: str | None = None
@@ -121,8 +123,12 @@ class Worker:
         timings.append(("control.connect", t, time.time_ns(), {}))
         t = time.time_ns()
         status, attempts = await self._join_run()
-        timings.append(("control.fetch_run_status", t, time.time_ns(),
-                        {"spanbench.run.status": status.status, "control.attempts": attempts}))
+        joined = {"spanbench.run.status": status.status, "control.attempts": attempts}
+        timings.append(("control.fetch_run_status", t, time.time_ns(), joined))
+        t = time.time_ns()
+        clock_attrs = await self._measure_clock()
+        joined.update(clock_attrs)  # the registration span says on which clock this worker runs
+        timings.append(("control.clock", t, time.time_ns(), clock_attrs))
         try:
             self.settings = self._settings_from(status)
         except Exception as exc:
@@ -147,6 +153,9 @@ class Worker:
                 "spanbench.worker_id": self.worker_id,
                 "spanbench.group_id": self.args.group_id,
                 "process.pid": os.getpid(),
+                # Every span of this process is on its own clock: this says how to put them
+                # on the control store's (what `spanbench gaps` does when it is significant).
+                **clock_attrs,
             },
         )
         self.ctx = trace.set_span_in_context(worker_span)
@@ -181,6 +190,7 @@ class Worker:
             await self._report_failure()
             raise RunFailed(f"worker {self.worker_id}: {self.error}") from None
         finally:
+            self._end_repeating(worker_span)
             worker_span.set_attribute("spanbench.worker.status", self.status)
             worker_span.end()
             await self._close_all()
@@ -259,12 +269,58 @@ class Worker:
         self.side = WorkerSide(self.control, self.args.run_id, self.worker_id)
         return await self.side.join(self.args.join_timeout)
 
+    async def _measure_clock(self) -> dict[str, Any]:
+        """Our clock against the control store's (control/clock.py): the offset, as span attributes.
+
+        From here on the side reads the events' instants (START, SET_TARGET) on our clock, so
+        the schedule, the open model's arrivals and find-max's steps need no conversion of
+        their own; a store that cannot say its time leaves the offset 0, as before.
+        """
+        try:
+            return (await self.side.measure_clock()).attributes()
+        except Exception as exc:
+            return {"spanbench.clock.offset_ms": 0.0, "spanbench.clock.uncertainty_ms": 0.0,
+                    "spanbench.clock.error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
+
+    def _store_ns(self, local_ns: int | None) -> int | None:
+        """An instant of ours, as written to results: on the control store's clock."""
+        return None if local_ns is None else self.side.clock.to_store(int(local_ns))
+
+    def _phase_window(self, data: Any) -> dict[str, int | None]:
+        """When a phase began and ended here (perf clock), as store-clock instants."""
+        assert self.spans is not None
+        wall = self.spans.wall_ns  # perf -> our wall clock, the same fixed offset the query spans use
+        entered, left = data.entered_ns, data.left_ns
+        return {"entered_unix_ns": None if entered is None else self._store_ns(wall(entered)),
+                "left_unix_ns": None if left is None else self._store_ns(wall(left))}
+
     # ------------------------------------------------------------------ phases
 
     async def heartbeat(self, status: str) -> None:
         self.status = status
         with self.tracer.start_as_current_span("heartbeat", context=self.ctx, attributes={"worker.status": status}):
             await self._beat()
+        self._repeating("heartbeat").counted_elsewhere()  # a status beat: always a span of its own
+
+    def _repeating(self, name: str) -> RepeatingSpans:
+        """The coarsening of one repeating span kind; made on first use, once the worker span exists."""
+        kind = self.repeating.get(name)
+        if kind is None:
+            s = self.settings or self._boot_settings()
+            interval = s.flush_interval if name == "results.flush" else s.heartbeat_interval
+            kind = self.repeating[name] = RepeatingSpans(
+                self.tracer, self.ctx, name, keep_first=keep_first_per_worker(s.repeating_span_budget, s.workers),
+                # slower than half its interval (and than usual): the rhythm slips, worth a span of its own
+                slow_s=interval / 2, attributes={"worker.status": "RUNNING"} if name != "results.flush" else {})
+        return kind
+
+    def _end_repeating(self, worker_span: trace.Span) -> None:
+        """Close the pending summaries and say on the worker span what every kind counted."""
+        for kind in self.repeating.values():
+            kind.flush()
+        worker_span.set_attributes(span_count_attributes(self.repeating))
+        if self.spans is not None:
+            worker_span.set_attribute("spanbench.query_spans_skipped", self.spans.skipped)
 
     async def target_warehouse_resume(self) -> None:
         assert self.target is not None
@@ -448,7 +504,8 @@ class Worker:
             self.state = LoadState(len(queries), open_model=model == "open")
             self.spans = QuerySpans(
                 self.tracer, self.ctx, queries, system=self.target.system, server_address=self.target.server_address,
-                every=s.query_sample_every, slow_s=s.slow_query_threshold, cap=s.query_span_cap,
+                every=s.query_sample_every, slow_s=s.slow_query_threshold,
+                cap=query_span_share(s.query_span_budget, s.query_span_cap, s.workers),
                 enabled=self.telemetry.enabled,
             )
             self.spans.start_unix_ns = start_ns
@@ -569,15 +626,20 @@ class Worker:
         of a millisecond."""
         assert self.control is not None and self.state is not None and self.settings is not None
         histograms = await self._encode_gently()
-        with self.tracer.start_as_current_span("results.flush", context=self.ctx) as span:
-            row = self._result_row(final=False, histograms=histograms)
-            span.set_attribute("spanbench.queries", row.queries)
+        t0 = time.time_ns()
+        row = self._result_row(final=False, histograms=histograms)
+        attrs: dict[str, Any] = {"spanbench.queries": row.queries, "results.control_store": "ok"}
+        failed: Exception | None = None
+        try:
             try:
                 await asyncio.wait_for(self.control.update_test_result(row), self.settings.statement_timeout)
-                span.set_attribute("results.control_store", "ok")
             except Exception as exc:
-                span.set_attribute("results.control_store", f"unreachable: {type(exc).__name__}")
+                attrs["results.control_store"] = f"unreachable: {type(exc).__name__}"
+                failed = exc  # news: a span of its own, never folded into a summary
             await asyncio.to_thread(self._save_local, row)
+        finally:
+            # A span made after the fact, so a routine flush can join a summary past the budget.
+            self._repeating("results.flush").record(t0, time.time_ns(), attributes=attrs, error=failed)
 
     async def _encode_gently(self) -> dict[str, dict[str, str]]:
         assert self.state is not None
@@ -652,23 +714,29 @@ class Worker:
         latency = {kind: summarize(m.recorders[i].to_hdr()).as_dict() for i, kind in enumerate(kinds)} if final else {}
         queries, errors = m.queries, sum(m.errors)
         details = {
-            "first_query_unix_ns": self.spans.first_query_wall_ns,
-            "start_unix_ns": self.start_payload.get("start_unix_ns"),
+            # Every instant in the row is on the control store's clock (control/clock.py),
+            # so rows of workers whose clocks disagree line up; "clock" says by how much ours is off.
+            "first_query_unix_ns": self._store_ns(self.spans.first_query_wall_ns),
+            "start_unix_ns": self._store_ns(self.start_payload.get("start_unix_ns")),
+            "clock": self.side.clock.as_dict(),
             "connections": len(self.fns),
             "phases": {
                 p: {"seconds": d.seconds(), "queries": {k: d.recorders[i].total for i, k in enumerate(kinds)},
-                    "errors": {k: d.errors[i] for i, k in enumerate(kinds)}, "cut": d.cut}
+                    "errors": {k: d.errors[i] for i, k in enumerate(kinds)}, "cut": d.cut, **self._phase_window(d)}
                 for p, d in st.phases.items()
             },
             "query_spans_skipped": self.spans.skipped,
-            "timeline": self.timeline + [(time.time_ns(), *st.totals())],
+            # {kind: {count, coarsened, summaries}}: every repeating beat, and how many summaries hold
+            "repeating_spans": span_counts(self.repeating),
+            "timeline": [(self.side.clock.to_store(t), q, e)
+                         for t, q, e in self.timeline + [(time.time_ns(), *st.totals())]],
             "stop_reason": st.stop_reason,
             "last_error": st.last_error,
             "errors_by_class": self.loop.errors_by_class() if self.loop is not None else {},
             "error": self.error,
             **self._model_details(kinds, final=final),
             "partial": not final,
-            "saved_unix_ns": time.time_ns(),
+            "saved_unix_ns": self.side.clock.to_store(time.time_ns()),
         }
         status = ("FAILED" if self.error else "COMPLETED") if final else "RUNNING"
         return TestResult(
@@ -713,6 +781,14 @@ class Worker:
 
     async def _control_loop(self) -> None:
         """Heartbeats and control polls while the load runs; stops the load when told or orphaned."""
+        try:
+            await self._control_until_stop()
+        finally:
+            for name in ("heartbeat", "control.poll"):  # the load is over: no window stays open
+                if name in self.repeating:
+                    self.repeating[name].flush()
+
+    async def _control_until_stop(self) -> None:
         assert self.state is not None and self.settings is not None and self.control is not None
         s, st = self.settings, self.state
         next_beat = time.monotonic() + s.heartbeat_interval
@@ -744,15 +820,30 @@ class Worker:
             # (a phase change, a STOP) gets its own control.poll span at once.
             if beat:
                 next_beat += s.heartbeat_interval
-            name = "heartbeat" if beat else "control.poll"
-            with self.tracer.start_as_current_span(name, context=self.ctx, attributes={"worker.status": "RUNNING"}) as span:
-                if beat:
-                    with contextlib.suppress(Exception):
-                        await self._beat()
-                _, why = await self._poll_for_start(running=True)
-                if why:
-                    span.set_attribute("poll.outcome", why)
-                    st.request_stop(why)
+            await self._control_beat(beat)
+
+    async def _control_beat(self, beat: bool) -> None:
+        """One heartbeat (or NOTIFY-woken control.poll) of the load, timed here and handed to its
+        RepeatingSpans: routine ones are coarsened past the run's budget, news always has a span."""
+        assert self.state is not None
+        st = self.state
+        kind = self._repeating("heartbeat" if beat else "control.poll")
+        seq, t0 = self.last_seq, time.time_ns()
+        error: Exception | None = None
+        why: str | None = None
+        try:
+            if beat:
+                try:
+                    await self._beat()
+                except Exception as exc:  # a failed beat never stops the load; it is a span of its own
+                    error = exc
+            _, why = await self._poll_for_start(running=True)
+        finally:
+            # Cancelled mid-beat (the load stopped): the beat still counts, and is never lost.
+            kind.record(t0, time.time_ns(), error=error, event=self.last_seq != seq or why is not None,
+                        attributes={"poll.outcome": why} if why else None)
+        if why:
+            st.request_stop(why)
 
     async def _poll_for_start(self, *, running: bool = False) -> tuple[bool, str | None]:
         """One look at RUN_STATUS and new events. Returns (started, reason to stop)."""
@@ -913,7 +1004,7 @@ class Worker:
         self.args.run_dir.mkdir(parents=True, exist_ok=True)
         ext = "parquet" if s.query_log == "parquet" else "csv"
         return QueryLog(self.args.run_dir / f"queries-{self.worker_id}.{ext}", s.query_log,
-                        [q.kind for q in queries], s.query_log_sample, self.spans.wall_ns(0))
+                        [q.kind for q in queries], s.query_log_sample, self.side.clock.to_store(self.spans.wall_ns(0)))
 
     def _tag(self, phase: str) -> dict[str, str]:
         tag = {"run": self.args.run_id, "worker": self.worker_id, "phase": phase}

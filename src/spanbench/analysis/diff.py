@@ -172,9 +172,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 # --- the pure part --------------------------------------------------------------------
 
 
+# A span that summarises many heartbeats (or flushes) lasts its whole window: as a
+# "duration" of its name it would make a long run look slower than a short one.
+_SUMMARY = "spanbench.coarsened.count"
+
+
 def name_stats(trace: Trace) -> dict[str, NameStats]:
     durations: dict[str, list[int]] = {}
     for span in trace.spans:
+        if _SUMMARY in span.attributes:
+            continue
         durations.setdefault(span.name, []).append(span.duration_ns)
     return {name: NameStats.of(ds) for name, ds in durations.items()}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spanbench.analysis import ids
+from spanbench.analysis.clocks import to_store_clock
 from spanbench.analysis.jaeger import envelope_errors, is_jaeger_envelope, is_jaeger_trace, spans_from_jaeger_trace
 from spanbench.analysis.model import LoadNotes, Span, Trace
 from spanbench.analysis.otlp import resource_spans_of, spans_from_resource_spans
@@ -147,7 +148,9 @@ def trace_from_documents(docs: Iterable[Any], *, trace_id: str | None, label: st
     warnings = [*(warnings or ()), *notes.warnings()]
     if trace_id is None and len(by_trace) > 1:
         warnings.append(f"{label} holds {len(by_trace)} traces; showing {chosen}, the one with most spans")
-    return Trace(by_trace[chosen], warnings=warnings)
+    spans = by_trace[chosen]
+    warnings.extend(to_store_clock(spans))  # a host whose clock is off, drawn where its work happened
+    return Trace(spans, warnings=warnings)
 
 
 def load_trace(source: str | Path, trace_id: str | None = None) -> Trace:

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from spanbench.control.clock import ClockSample, timed
 from spanbench.control.postgres_schema import DDL, SCHEMA
 from spanbench.control.records import (
     TERMINAL,
@@ -274,6 +275,14 @@ class PostgresControlStore:
             return False
         finally:
             self._signal.clear()
+
+    async def clock_sample(self) -> ClockSample:
+        # clock_timestamp(), never now(): now() is the transaction's start, not the clock's.
+        # Timed inside the lock, so a heartbeat queued ahead of it is not in the round trip.
+        async with self._lock:
+            conn = await self._ready()
+            return await timed(lambda: conn.fetchval(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8 * 1000", timeout=self._timeout))
 
     def _on_notify(self, *_: Any) -> None:
         self._signal.set()

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
+from spanbench.control import clock
+from spanbench.control.clock import ClockOffset
 from spanbench.control.records import ControlEvent, Heartbeat, RunStatus, TestResult
 from spanbench.control.store import ControlStore
 from spanbench.errors import DuplicateRun, RunFailed
@@ -27,6 +30,7 @@ class WorkerSide:
         self.store = store
         self.run_id = run_id
         self.worker_id = worker_id
+        self.clock = ClockOffset()  # the identity until measure_clock: store instants used as they are
 
     async def join(self, timeout_s: float, every_s: float = 0.2) -> tuple[RunStatus, int]:
         """RUN_STATUS of the run, waiting (bounded) for a worker started before its orchestrator."""
@@ -47,13 +51,20 @@ class WorkerSide:
                                 f"{timeout_s:g}s ({' '.join(why.split())[:200]})")
             await asyncio.sleep(every_s)
 
+    async def measure_clock(self, rounds: int | None = None) -> ClockOffset:
+        """Our clock against the store's (clock.py); from now on events' instants are read on ours."""
+        self.clock = await clock.measure(self.store.clock_sample, rounds or clock.rounds_for(self.store))
+        return self.clock
+
     async def beat(self, hb: Heartbeat) -> None:
         await self.store.heartbeat(hb)
 
     async def poll(self, after_seq: int) -> tuple[RunStatus | None, list[ControlEvent]]:
-        """One look: the run's row and the events after ``after_seq``."""
+        """One look: the run's row and the events after ``after_seq``, their instants on our clock."""
         status = await self.store.fetch_run_status(self.run_id)
         events = await self.store.fetch_events(self.run_id, after_seq)
+        for ev in events:
+            ev.payload = self.clock.payload_to_local(ev.payload)
         return status, events
 
     async def wait(self, timeout_s: float) -> bool:
@@ -77,6 +88,12 @@ class OrchestratorSide:
         self.run_id = run_id
         self.blip_s = blip_s
         self.where = where
+        self.clock = ClockOffset()  # the identity until measure_clock
+
+    async def measure_clock(self, rounds: int | None = None) -> ClockOffset:
+        """Our clock against the store's: the instants we announce and set are put on the store's."""
+        self.clock = await clock.measure(self.store.clock_sample, rounds or clock.rounds_for(self.store))
+        return self.clock
 
     async def create(self, run: RunStatus) -> None:
         if await self.store.fetch_run_status(self.run_id) is not None:
@@ -102,10 +119,14 @@ class OrchestratorSide:
         await self.store.insert_test_result(row)
 
     async def announce(self, type: str, payload: dict[str, Any], *, retried: bool = True) -> int:
+        """An event; its ``*_unix_ns`` instants (given on our clock) are written on the store's."""
+        payload = self.clock.payload_to_store(payload)
         call = lambda: self.store.append_event(self.run_id, type, "RUN", payload)  # noqa: E731
         return await (self.write(type, call) if retried else call())
 
     async def set(self, what: str = "update_run", *, retried: bool = True, **fields: Any) -> None:
+        """RUN_STATUS columns; a datetime (start_time, measurement_start, …) is put on the store's clock."""
+        fields = {k: self.clock.datetime_to_store(v) if isinstance(v, datetime) else v for k, v in fields.items()}
         call = lambda: self.store.update_run(self.run_id, **fields)  # noqa: E731
         await (self.write(what, call) if retried else call())
 

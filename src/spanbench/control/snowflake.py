@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from spanbench.control.clock import ClockSample, timed_blocking
 from spanbench.control.records import (
     TERMINAL,
     ControlEvent,
@@ -157,6 +158,7 @@ class _Session:
 class SnowflakeControlStore:
     dialect = "snowflake"
     pushes_signals = False  # workers find changes by polling RUN_STATUS
+    clock_rounds = 3  # each round trip is tens of ms to a real account: three, not five, before READY
 
     def __init__(self, dsn: SnowflakeDsn, settings: Settings) -> None:
         self.dsn = dsn
@@ -526,6 +528,22 @@ class SnowflakeControlStore:
                 )
 
         await self._call("store_value_pool", blocking)
+
+    # -- the store's clock --------------------------------------------------------------
+
+    async def clock_sample(self) -> ClockSample:
+        """Timed on the session's own thread, so the hop to it is not in the round trip."""
+
+        def blocking(cur: Any) -> ClockSample:
+            def read() -> int:
+                # A statement of its own (autocommit): CURRENT_TIMESTAMP() is this statement's
+                # instant, as clock_timestamp() is on PostgreSQL; fakesnow answers it too.
+                cur.execute("SELECT DATE_PART(EPOCH_NANOSECOND, CURRENT_TIMESTAMP())")
+                return int(cur.fetchone()[0])
+
+            return timed_blocking(read)
+
+        return await self._call("clock_sample", blocking)
 
     # -- waiting and closing ------------------------------------------------------------
 

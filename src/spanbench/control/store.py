@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from spanbench.control.clock import ClockSample
 from spanbench.control.records import ControlEvent, Heartbeat, RunStatus, TestResult
 
 
@@ -70,6 +71,11 @@ class ControlStore(Protocol):
         Returns True when woken by a signal, False on timeout. Stores without push
         simply sleep.
         """
+        ...
+
+    async def clock_sample(self) -> ClockSample:
+        """One round trip reading the store's own clock (not a transaction's start time), timed
+        on this side; clock.measure keeps the shortest of a few (clock.py has the convention)."""
         ...
 
     async def close(self) -> None: ...

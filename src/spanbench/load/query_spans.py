@@ -2,8 +2,10 @@
 
 One span per query would cost a third of the throughput or more, so a query becomes a
 span only when it is the first on its connection, slower than a threshold, an error, or
-the deterministic 1-in-N sample; and never more than ``cap`` of them per worker, which
-keeps a run's trace far below Tempo's 5 MB per-trace limit.
+the deterministic 1-in-N sample; and never more than ``cap`` of them per worker. The cap is
+this worker's share of a per-run budget (``query_span_share``), so a run's trace stays below
+Tempo's 5 MB per-trace limit however many workers it has. A connection's first query always
+gets its span, past the cap too; samples past it are counted in ``skipped``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Status, StatusCode
 
 from spanbench.targets.base import QuerySpec, TargetConnection
+
+
+def query_span_share(run_budget: int, worker_cap: int, workers: int) -> int:
+    """One worker's cap: an even share of the run's ``query_span_budget``, never more than
+    ``query_span_cap``. ``workers`` is the run's (expected) worker count, which every worker
+    knows from RUN_STATUS, so no worker needs to hear of the others to keep the run in budget."""
+    return min(worker_cap, run_budget // max(1, workers))
 
 
 class QuerySpans:
@@ -79,7 +88,7 @@ class QuerySpans:
             self.first_query_wall_ns = t0 + self._offset
         if not self._enabled:
             return
-        if self.left <= 0 and not first:
+        if self.left <= 0 and not first and reason != "first":  # every connection's first is kept
             self.skipped += 1
             return
         self.left -= 1

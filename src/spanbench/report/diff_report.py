@@ -10,26 +10,48 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from spanbench.analysis.diff import RunDiff, diff_sides, load_side
+from spanbench.analysis.diff import RunDiff, RunSide, diff_sides, load_side
+from spanbench.report.gate_report import GateOptions, check_diff, print_comparability, print_outcome
 from spanbench.report.tables import print_table
 from spanbench.results import read_results_file
+from spanbench.runs import is_run_folder
 from spanbench.units import format_duration
 
 
 def diff_runs(run_a: str, run_b: str) -> RunDiff:
     """Both sides loaded (trace and, for run folders, results.json) and compared."""
-    return diff_sides(_side(run_a), _side(run_b))
+    return diff_sides(load_run_side(run_a), load_run_side(run_b))
 
 
-def _side(source: str) -> Any:
+def load_run_side(source: str) -> RunSide:
+    """A run folder, a trace file, or a results.json given by its path (a baseline kept on its own)."""
     path = Path(source) if source and str(source).strip() else None
+    if path is not None and path.is_file() and is_results_file(path):
+        from spanbench.results_file import read_results_json
+
+        results = read_results_json(path).model_dump(mode="json")
+        if path.name == "results.json" and is_run_folder(path.parent) and any(path.parent.glob("trace-*.jsonl")):
+            return load_side(str(path.parent), results)  # its run folder: the spans too
+        return RunSide(source, None, results, note="a results.json alone: no trace; headline figures only")
     results = read_results_file(path) if path is not None and path.is_dir() else None
     return load_side(source, results)
+
+
+def is_results_file(path: Path) -> bool:
+    """results.json by name, or a .json file whose object has a run id and a status (a renamed copy)."""
+    if path.name == "results.json":
+        return True
+    if path.suffix != ".json" or path.stat().st_size > 64 * 2**20:  # traces can be large; results never are
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # load_trace says what is wrong with it
+    return isinstance(data, dict) and "run_id" in data and "status" in data and "measurement" in data
 
 
 def _fmt(value: float | None, unit: str, *, signed: bool = False) -> str:
@@ -111,13 +133,26 @@ def print_diff(diff: RunDiff, console: Console) -> None:
             style="bold"), soft_wrap=True)
 
 
-def diff_command(run_a: str, run_b: str, *, as_json: bool = False, console: Console | None = None) -> int:
-    """Print the comparison (Rich tables, or ``--json``). Returns 0; bad input raises ConfigError."""
+def diff_command(run_a: str, run_b: str, *, as_json: bool = False, console: Console | None = None,
+                 gate: GateOptions | None = None) -> int:
+    """Print the comparison (Rich tables, or ``--json``) and, with ``gate``, the regression gate.
+
+    Returns 0, or 1 when the gate fails (a bound passed, or runs that do not compare under
+    ``--require-comparable``); bad input raises ConfigError (exit 2).
+    """
     diff = diff_runs(run_a, run_b)
+    outcome = check_diff(diff, gate or GateOptions([]))
+    code = outcome.exit_code if gate is not None else 0
     if as_json:
         out = console.file if console is not None else sys.stdout
-        out.write(json.dumps(diff.to_json(), indent=2) + "\n")
+        doc = {**diff.to_json(), **outcome.to_json()}
+        out.write(json.dumps(doc, indent=2) + "\n")
         out.flush()
-        return 0
-    print_diff(diff, console if console is not None else Console(highlight=False))
-    return 0
+        return code
+    console = console if console is not None else Console(highlight=False)
+    print_diff(diff, console)
+    if gate is not None and gate.active:
+        print_outcome(outcome, console)
+    elif diff.a.results is not None and diff.b.results is not None:
+        print_comparability(outcome.comparability, console)
+    return code

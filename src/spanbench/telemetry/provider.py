@@ -24,8 +24,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from spanbench.telemetry.otlp_json import OtlpJsonLinesExporter
 
-# Query spans are capped per worker, so this queue never fills in a normal run; when it
-# does, the overflow is counted as dropped.
+# Query spans and repeating spans are held to per-run budgets (load/query_spans.py,
+# telemetry/repeating.py), so this queue never fills in a normal run; when it does, the
+# overflow is counted as dropped.
 _QUEUE = 32_768
 _BATCH = 1024
 _DELAY_MS = 500
