@@ -227,3 +227,62 @@ def test_a_run_with_a_tiny_budget_coarsens_and_counts(pg_dsn: str, tmp_path: Pat
         assert {q.attrs["spanbench.connection"] for q in tree.kids(w, "query") + tree.kids(w, "first_query")
                 if q.attrs.get("spanbench.sample_reason") == "first"} == {0, 1}
         assert by_worker[wid]["query_spans_skipped"] == int(w.attrs["spanbench.query_spans_skipped"]) > 0
+
+
+def test_a_long_wait_for_start_is_coarsened_past_the_budget(pg_dsn: str, tmp_path: Path) -> None:
+    """A worker that waits for a late one polls for START again and again: past the budget its
+    polls are summaries under wait_for_start, and every poll is still counted."""
+    import secrets
+    import subprocess
+    import sys
+
+    from support.faults import rows, wait_for
+
+    run_id = "wfs-" + secrets.token_hex(4)
+    budget = dict(SPANBENCH_REPEATING_SPAN_BUDGET="4", SPANBENCH_POLL_INTERVAL="0.01s")
+    out = tmp_path / "orchestrator"
+    orchestrator = subprocess.Popen(
+        [sys.executable, "-m", "spanbench", "run", "--target-dsn", pg_dsn, "--workers", "2", "--connections", "2",
+         "--warmup", "0.1s", "--duration", "0.3s", "--output", str(out)],
+        env=spanbench_env(SPANBENCH_TRACING="1", SPANBENCH_RUN_ID=run_id, SPANBENCH_LAUNCH_WORKERS="false",
+                          SPANBENCH_READY_TIMEOUT="60s", **budget),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def worker(g: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "spanbench", "worker", "--run-id", run_id, "--control-dsn", pg_dsn,
+             "--group-id", str(g), "--group-count", "2"],
+            env=spanbench_env(**budget), cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    procs = [orchestrator]
+    try:
+        procs.append(worker(0))
+        # the second worker starts only once the first is READY: the first waits for START
+        # through the second's whole start-up, polling every 10 ms
+        wait_for("w0 ready", lambda: rows(pg_dsn, "SELECT 1 FROM spanbench.worker_heartbeats WHERE run_id = $1"
+                                                  " AND status = 'READY'", run_id), timeout=60)
+        procs.append(worker(1))
+        _, stderr = orchestrator.communicate(timeout=90)
+        codes = [p.wait(30) for p in procs[1:]]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert orchestrator.returncode == 0, stderr
+    assert codes == [0, 0]
+    tree = Tree(read_spans(out / run_id) + read_spans(elsewhere / "spanbench-runs" / run_id))
+    w0 = next(w for wid, w in tree.workers().items() if wid == "w0")
+    [wait] = tree.kids(w0, "wait_for_start")
+    polls = tree.kids(wait, "wait_for_start.poll")
+    summaries = [p for p in polls if COARSENED_COUNT in p.attrs]
+    assert summaries, [p.attrs for p in polls]
+    total = len(polls) - len(summaries) + sum(int(p.attrs[COARSENED_COUNT]) for p in summaries)
+    assert total == int(wait.attrs["wait_for_start.polls"]) == int(w0.attrs["spanbench.spans.wait_for_start.poll.count"])
+    # the poll that saw the START keeps a span of its own, the last one under wait_for_start
+    last = max(polls, key=lambda p: p.end)
+    assert last.attrs.get("poll.outcome") == "start" and COARSENED_COUNT not in last.attrs
+    # summaries stay inside their parent, so the wait is still claimed end to end
+    assert all(wait.start <= p.start and p.end <= wait.end for p in polls)

@@ -302,16 +302,17 @@ class Worker:
             await self._beat()
         self._repeating("heartbeat").counted_elsewhere()  # a status beat: always a span of its own
 
-    def _repeating(self, name: str) -> RepeatingSpans:
-        """The coarsening of one repeating span kind; made on first use, once the worker span exists."""
+    def _repeating(self, name: str, parent: Context | None = None) -> RepeatingSpans:
+        """The coarsening of one repeating span kind; made on first use, once the worker span
+        exists, under ``parent`` (default: the worker span)."""
         kind = self.repeating.get(name)
         if kind is None:
             s = self.settings or self._boot_settings()
             interval = s.flush_interval if name == "results.flush" else s.heartbeat_interval
             kind = self.repeating[name] = RepeatingSpans(
-                self.tracer, self.ctx, name, keep_first=keep_first_per_worker(s.repeating_span_budget, s.workers),
+                self.tracer, parent or self.ctx, name, keep_first=keep_first_per_worker(s.repeating_span_budget, s.workers),
                 # slower than half its interval (and than usual): the rhythm slips, worth a span of its own
-                slow_s=interval / 2, attributes={"worker.status": "RUNNING"} if name != "results.flush" else {})
+                slow_s=interval / 2, attributes={"worker.status": "RUNNING"} if name in ("heartbeat", "control.poll") else {})
         return kind
 
     def _end_repeating(self, worker_span: trace.Span) -> None:
@@ -452,26 +453,41 @@ class Worker:
             return plan
 
     async def wait_for_start(self) -> bool:
-        """Poll RUN_STATUS and the control events until START; every poll is a span."""
+        """Poll RUN_STATUS and the control events until START; every poll is timed, and a span
+        of its own until the run's budget of routine spans is spent (then summaries)."""
         assert self.settings is not None and self.control is not None
         s = self.settings
         deadline = time.monotonic() + s.start_timeout
         with self.tracer.start_as_current_span("wait_for_start", context=self.ctx) as span:
             polls = 0
-            while True:
-                polls += 1
-                # The poll span also covers the wait for the next one, so the time between
-                # polls is claimed, and a NOTIFY (on PostgreSQL) ends the wait at once.
-                with self.tracer.start_as_current_span("wait_for_start.poll", attributes={"poll.index": polls}) as poll:
-                    started, why = await self._poll_for_start()
-                    poll.set_attribute("poll.outcome", "start" if started else (why or "waiting"))
-                    if started or why:
+            # 64 workers waiting 15 s for a slow pod would make ~10,000 poll spans: past the
+            # budget, routine polls go into summaries; the START (or the reason to give up) and
+            # every poll that failed keep a span of their own.
+            kind = self._repeating("wait_for_start.poll", parent=trace.set_span_in_context(span))
+            started, why = False, None
+            try:
+                while True:
+                    polls += 1
+                    # A poll's span also covers the wait for the next one, so the time between
+                    # polls is claimed, and a NOTIFY (on PostgreSQL) ends the wait at once.
+                    t0 = time.time_ns()
+                    attrs: dict[str, Any] = {"poll.index": polls}
+                    done = False
+                    try:
+                        started, why = await self._poll_for_start()
+                        attrs["poll.outcome"] = "start" if started else (why or "waiting")
+                        if not (started or why) and time.monotonic() > deadline:
+                            why = f"no START within {s.start_timeout:g}s"
+                        done = started or why is not None
+                        if not done:
+                            woke = await self.side.wait(s.poll_interval)
+                            attrs["poll.woken_by"] = "notify" if woke else "timeout"
+                    finally:
+                        kind.record(t0, time.time_ns(), attributes=attrs, event=done)
+                    if done:
                         break
-                    if time.monotonic() > deadline:
-                        why = f"no START within {s.start_timeout:g}s"
-                        break
-                    woke = await self.side.wait(s.poll_interval)
-                    poll.set_attribute("poll.woken_by", "notify" if woke else "timeout")
+            finally:
+                kind.flush()  # the pending summary ends inside wait_for_start
             span.set_attribute("wait_for_start.polls", polls)
             if not started:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, why))
