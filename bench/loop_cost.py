@@ -15,6 +15,9 @@ Variants, each for ``--queries`` executions over ``--connections`` connections, 
   late, so every execution takes the three-histogram path);
 - ``open-uniform-80``, ``open-poisson-80``: the open model at 80 % of the closed loop's rate
   in the same repeat (reachable: most sends are on time);
+- ``open-ontime``: every send on time (a schedule far ahead, sent at once: the open model's
+  early window made unbounded for this variant), so every execution takes the on-time path;
+  repeatable under callgrind, as ``closed`` and the saturated variants are;
 - ``bare``: a loop that only awaits the query, the floor of any asyncio client.
 
 Usage::
@@ -41,13 +44,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from opentelemetry import trace  # noqa: E402
 
 from spanbench.load.closed import ClosedLoop  # noqa: E402
+import spanbench.load.open as open_module  # noqa: E402
 from spanbench.load.open import Arrivals, OpenLoop, RateCurve  # noqa: E402
 from spanbench.load.query_spans import QuerySpans  # noqa: E402
 from spanbench.load.state import MEASUREMENT, LoadState  # noqa: E402
 from spanbench.targets.base import QuerySpec  # noqa: E402
 
 
-VARIANTS = ("closed", "open-uniform", "open-poisson", "open-uniform-80", "open-poisson-80", "bare")
+VARIANTS = ("closed", "open-uniform", "open-poisson", "open-uniform-80", "open-poisson-80", "open-ontime", "bare")
+
+
+early_ns = open_module.EARLY_NS
 
 
 class NullConnection:
@@ -102,7 +109,8 @@ async def _variant(name: str, queries: int, connections: int, closed_qps: float)
             loop: ClosedLoop = ClosedLoop(state, **common)
         else:
             poisson = "poisson" in name
-            rate = 0.8 * closed_qps if name.endswith("-80") else 1e9
+            rate = 0.8 * closed_qps if name.endswith("-80") else 1e3 if name == "open-ontime" else 1e9
+            open_module.EARLY_NS = 1 << 62 if name == "open-ontime" else early_ns
             arrivals = Arrivals(RateCurve(rate), group=0, groups=1, poisson=poisson, seed="x",
                                 origin_perf_ns=time.perf_counter_ns())
             loop = OpenLoop(state, arrivals, max_queue=10_000, **common)

@@ -74,7 +74,8 @@ def run_variant(args: argparse.Namespace, server: Server, variant: str, rate: fl
     if m["errors"]:
         raise BenchError(f"{tag}: {m['errors']} errors")
     achieved = (m["queries"] + m["errors"]) / m["seconds"] if m["seconds"] else 0.0
-    row = {"variant": variant, "qps": achieved, "queries": m["queries"], "seconds": m["seconds"]}
+    row = {"variant": variant, "qps": achieved, "queries": m["queries"], "seconds": m["seconds"],
+           "cpu_us_per_query": m.get("client_cpu_us_per_query")}
     if variant == "open":
         row.update(target=rate, dropped=m.get("dropped"), service_p50_ms=m.get("service_all", {}).get("p50_ms"),
                    schedule_lag_p50_ms=m.get("schedule_lag", {}).get("p50_ms"))
@@ -112,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                     r["repeat"] = i
                     rows.append(r)
                     aim = f"  (target {r['target']:,.0f}/s, dropped {r['dropped']:,})" if v == "open" else ""
-                    print(f"  repeat {i}  {v:<6}  {r['qps']:>10,.0f} executions/s{aim}", flush=True)
+                    cpu = r["cpu_us_per_query"]
+                    cpu_text = "" if cpu is None else f"  {cpu:5.1f} µs client CPU/query"
+                    print(f"  repeat {i}  {v:<6}  {r['qps']:>10,.0f} executions/s{cpu_text}{aim}", flush=True)
         finally:
             server.stop()
     by: dict[int, dict[str, float]] = {}
@@ -122,12 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         if r["variant"] == "open":
             targets[r["repeat"]] = r["target"]
     ratios = {"open/closed": [v["open"] / v["closed"] for v in by.values() if v.get("closed")]}
+    cpu: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if r.get("cpu_us_per_query"):
+            cpu.setdefault(r["repeat"], {})[r["variant"]] = r["cpu_us_per_query"]
+    cpu_ratios = [c["open"] / c["closed"] for c in cpu.values() if c.get("open") and c.get("closed")]
+    if cpu_ratios:
+        ratios["CPU/query open/closed"] = cpu_ratios
     if args.rate is None:
         ratios["open/target"] = [by[i]["open"] / t for i, t in targets.items() if t]
     summary = {name: {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "n": len(xs)}
                for name, xs in ratios.items()}
     for name, s in summary.items():
-        print(f"{name:<12} min {s['min']:.3f}  median {s['median']:.3f}  max {s['max']:.3f}  (n={s['n']})")
+        print(f"{name:<22} min {s['min']:.3f}  median {s['median']:.3f}  max {s['max']:.3f}  (n={s['n']})")
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

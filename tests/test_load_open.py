@@ -44,6 +44,11 @@ def test_open_model_holds_a_reachable_rate(cli, pg_dsn: str, tmp_path: Path) -> 
     # on schedule: the lag is small, and latency (from the intended start) is at least service time
     assert m["schedule_lag"]["p50_ms"] < 5
     assert m["all"]["p50_ms"] >= m["service_all"]["p50_ms"]
+    # the client's CPU per execution: each worker's process CPU over its load, over what it sent
+    assert all(w["load_cpu_s"] > 0 and w["cpu_us_per_query"] > 0 for w in res["workers"])
+    cpu = sum(w["load_cpu_s"] for w in res["workers"]) / sum(
+        sum(p["count"] + p.get("errors", 0) for p in phase.values()) for phase in res["phases"].values()) * 1e6
+    assert abs(m["client_cpu_us_per_query"] - cpu) <= 0.01 * cpu, (m["client_cpu_us_per_query"], cpu)
     # both workers took their share (worker g of n takes arrivals g, g+n, ...)
     qps = sorted(w["qps"] for w in res["workers"])
     assert qps[0] > 0.45 * 600 and qps[1] < 0.55 * 600, qps

@@ -61,6 +61,8 @@ def merge_results(rows: list[TestResult], workers_expected: int, window_s: float
             "connections": r.details.get("connections"),
             "stop_reason": r.details.get("stop_reason"),
             "query_spans_skipped": r.details.get("query_spans_skipped", 0),
+            "load_cpu_s": r.details.get("load_cpu_s"),
+            "cpu_us_per_query": _cpu_us_per_query([r]),
             "repeating_spans": r.details.get("repeating_spans", {}),
             "last_error": r.details.get("last_error"),
             "error": r.details.get("error"),
@@ -82,6 +84,8 @@ def merge_results(rows: list[TestResult], workers_expected: int, window_s: float
             "errors_by_class": errors_by_class.get("MEASUREMENT", {}),
             # queries still running at the drain, in the histograms with their time so far
             "cut": sum(int(r.details.get("phases", {}).get("MEASUREMENT", {}).get("cut", 0) or 0) for r in rows),
+            # the workers' CPU while the load ran over every execution they sent (all phases)
+            "client_cpu_us_per_query": _cpu_us_per_query(rows),
         },
         "phases": phases,
         "workers": workers,
@@ -90,6 +94,20 @@ def merge_results(rows: list[TestResult], workers_expected: int, window_s: float
     }
     _merge_open(rows, out)
     return out
+
+
+def _cpu_us_per_query(rows: list[TestResult]) -> float | None:
+    """Client CPU (µs) per execution: the workers' process CPU during their load (every thread:
+    the loop, flushes, the query log) over every execution they sent, in any phase."""
+    cpu = executions = 0.0
+    for r in rows:
+        s = r.details.get("load_cpu_s")
+        if s is None:
+            return None  # a worker that did not say: no figure rather than a wrong one
+        cpu += float(s)
+        for p in (r.details.get("phases") or {}).values():
+            executions += sum((p.get("queries") or {}).values()) + sum((p.get("errors") or {}).values())
+    return round(cpu / executions * 1e6, 3) if executions else None
 
 
 def _merge_open(rows: list[TestResult], out: dict[str, Any]) -> None:

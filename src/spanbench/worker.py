@@ -93,6 +93,8 @@ class Worker:
         self.find_max: Any = None  # load/find_max.py's Steps, for model = "find_max"
         self.ramp: Any = None  # load/closed.py's ConnectionRamp, for closed-model stages
         self.spans: QuerySpans | None = None
+        # process CPU seconds (every thread) at the load's start and end: the client's cost per query
+        self._load_cpu: list[float] = []
         self.repeating: dict[str, RepeatingSpans] = {}  # heartbeat, control.poll, results.flush: coarsened past a budget
         self.ctx: Context | None = None  # the worker span's context: parent of every span here
         self.status = "INITIALIZING"
@@ -566,6 +568,7 @@ class Worker:
         assert self.state is not None and self.settings is not None
         st = self.state
         with self.tracer.start_as_current_span("worker.load", context=self.ctx) as span:
+            self._load_cpu = [time.process_time()]
             control = asyncio.create_task(self._control_loop())
             pump = asyncio.create_task(self.metrics.run()) if self.metrics else None
             pending = set(tasks)
@@ -597,8 +600,10 @@ class Worker:
                 # A flush still writing must land before the final row, never after it.
                 with contextlib.suppress(asyncio.CancelledError, Exception, asyncio.TimeoutError):
                     await asyncio.wait_for(self._flush_task, self.settings.drain_timeout)
+            self._load_cpu.append(time.process_time())
             q, e = st.totals()
-            span.set_attributes({"spanbench.queries": q, "spanbench.errors": e, "spanbench.stop_reason": st.stop_reason or ""})
+            span.set_attributes({"spanbench.queries": q, "spanbench.errors": e, "spanbench.stop_reason": st.stop_reason or "",
+                                 "spanbench.load_cpu_s": round(self._load_cpu[1] - self._load_cpu[0], 4)})
 
     async def worker_drain(self, tasks: list[asyncio.Task[None]]) -> None:
         assert self.state is not None and self.settings is not None
@@ -742,6 +747,9 @@ class Worker:
                 for p, d in st.phases.items()
             },
             "query_spans_skipped": self.spans.skipped,
+            # CPU the worker process used while its load ran (so far, in a flush)
+            "load_cpu_s": (((self._load_cpu[1] if len(self._load_cpu) > 1 else time.process_time()) - self._load_cpu[0])
+                           if self._load_cpu else None),
             # {kind: {count, coarsened, summaries}}: every repeating beat, and how many summaries hold
             "repeating_spans": span_counts(self.repeating),
             "timeline": [(self.side.clock.to_store(t), q, e)
