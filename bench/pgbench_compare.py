@@ -334,10 +334,12 @@ def run_pgbench(args: argparse.Namespace, server: Server, clients: int, workdir:
 
 # --------------------------------------------------------------------------- spanbench
 
-def spanbench_env(tracing: bool) -> dict[str, str]:
+def spanbench_env(tracing: bool, pg_wire: bool = True) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANBENCH_", "OTEL_", "TRACEPARENT"))}
     env["SPANBENCH_POINT_SELECT_ONLY"] = "1"
     env["SPANBENCH_TRACING"] = "1" if tracing else "0"
+    if not pg_wire:
+        env["SPANBENCH_PG_WIRE"] = "0"  # asyncpg's path for every execution, not targets/pg_wire.py
     return env
 
 
@@ -351,7 +353,7 @@ def run_spanbench(args: argparse.Namespace, server: Server, clients: int, worker
     sampler = ChildSampler()
     t0 = time.monotonic()
     run_cmd(cmd, timeout=args.warmup + args.duration + 180, log=workdir / f"{tag}.log",
-            env=spanbench_env(tracing), cwd=workdir, sampler=sampler)
+            env=spanbench_env(tracing, args.pg_wire), cwd=workdir, sampler=sampler)
     wall = time.monotonic() - t0
     found = sorted(out_dir.glob("*/results.json"))
     if not found:
@@ -597,6 +599,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="pgbench -l --sampling-rate, for p50/p99 (0: no log, average latency only)")
     p.add_argument("--workers", type=_int_list, default=[1, 2], help="spanbench worker counts to try")
     p.add_argument("--tracing", type=_tracing_list, default=[False, True], help="spanbench tracing settings, e.g. off,on")
+    p.add_argument("--no-pg-wire", dest="pg_wire", action="store_false",
+                   help="spanbench runs with SPANBENCH_PG_WIRE=0 (asyncpg's path, not targets/pg_wire.py)")
     p.add_argument("--no-bare", dest="bare", action="store_false",
                    help="skip the bare asyncpg+uvloop loop (the floor of any asyncpg client, for reference)")
     p.add_argument("--output", type=Path, default=HERE / "results", help="folder of the JSON record")

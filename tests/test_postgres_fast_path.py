@@ -13,7 +13,7 @@ from spanbench.workload.demo import demo_queries
 
 def test_fast_path_matches_fetchval(pg_dsn: str) -> None:
     async def go() -> None:
-        target = await PostgresTarget.open(pg_dsn, Settings())
+        target = await PostgresTarget.open(pg_dsn, Settings(pg_wire=False))  # asyncpg's path; the wire's is test_pg_wire.py
         conn = await target.connect(tag={"test": "fast"})
         try:
             select, update = await conn.prepare(demo_queries("postgresql", with_updates=True))

@@ -217,12 +217,17 @@ def test_a_held_lock_is_a_stall_not_a_clean_run(pg_dsn: str, tmp_path: Path) -> 
     assert "stall" in results["reason"]
 
 
-def test_a_query_still_blocked_at_the_drain_is_recorded(pg_dsn: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["closed", "open"])
+def test_a_query_still_blocked_at_the_drain_is_recorded(pg_dsn: str, tmp_path: Path, model: str) -> None:
     """The lock outlives the run: the queries it blocks are cut at the drain and recorded as a
-    lower bound, so the report's maximum shows the stall."""
+    lower bound, so the report's maximum shows the stall (both load models)."""
     out = tmp_path / "runs"
-    args = ["--target-dsn", pg_dsn, "--workers", "1", "--connections", "2", "--warmup", "0s", "--duration", "3s",
-            "--output", str(out)]
+    scenario = []
+    if model == "open":
+        (tmp_path / "open.toml").write_text('[load]\nmodel = "open"\nrate = 2000\n')
+        scenario = [str(tmp_path / "open.toml")]
+    args = [*scenario, "--target-dsn", pg_dsn, "--workers", "1", "--connections", "2", "--warmup", "0s",
+            "--duration", "3s", "--output", str(out)]
     proc, run_id, _ = _running_run(args, pg_dsn, _env(SPANBENCH_DRAIN_TIMEOUT="0.5s"))
     with _no_leftovers(proc):
         lock = HeldLock(pg_dsn, "spanbench_accounts", 6.0).start()

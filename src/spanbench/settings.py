@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     tracing: bool | None = Field(None, description="default: on for the embedded target, off otherwise")
     query_sample_every: int = Field(1000, gt=0, description="1-in-N queries become a span")
     slow_query_threshold: float = Field(0.1, gt=0, description="queries slower than this become a span")
+    pg_wire: bool = Field(True, description="PostgreSQL: the load's prepared statements spoken on the wire directly "
+                                            "(asyncpg connects and prepares); false: asyncpg for every execution")
     query_span_cap: int = Field(1000, ge=0, description="most query spans per worker")
     query_span_budget: int = Field(2000, ge=0, description="most sampled query spans per run, split evenly across its workers (each also at most query_span_cap); a connection's first query has its span even past it")
     repeating_span_budget: int = Field(600, ge=0, description="routine heartbeat, control.poll and results.flush spans kept one by one per run and kind, split across workers (at least 2 each); past it, one summarising span per doubling window")

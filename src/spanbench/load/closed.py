@@ -129,11 +129,30 @@ class ClosedLoop:
         mask, shift, half_mag, half = st.recorders[0].index_constants()
         cap = HIGHEST_NS
         think = self.think_s
+        # A connection that can chain its executions (the PostgreSQL wire path) runs its
+        # successes in _chained, with no coroutine step per query; everything else (errors,
+        # reconnects, phase changes, think time) comes back here.
+        direct = _direct(conn) if not think else None
+        cur = _Cursor()
         try:
             while not st.stop and index < st.limit:
                 if st.gen != gen:
                     gen = st.gen
                     await conn.set_phase(st.tag)
+                if direct is not None:
+                    cur.mi, cur.n, cur.next_sample, cur.qacc, cur.qbuf = mi, n, next_sample, qacc, qbuf
+                    failed = await self._chained(index, conn, direct[0], direct[1], cur)
+                    mi, n, next_sample, qacc, qbuf = cur.mi, cur.n, cur.next_sample, cur.qacc, cur.qbuf
+                    if cur.progressed:
+                        in_a_row = 0
+                    if failed is not None:
+                        k, t0, t1, exc = failed
+                        pair, in_a_row = await self.query_failed(index, conn, k, t0, t1, exc, in_a_row, qbuf)
+                        if pair is not None:
+                            conn, fns = pair
+                            direct = _direct(conn)
+                            gen = -1
+                    continue
                 k = mix[mi]
                 a = args[mi]
                 mi += 1
@@ -184,6 +203,109 @@ class ClosedLoop:
             if qlog is not None:
                 qlog.flush(qbuf)
 
+    async def _chained(self, index: int, conn: TargetConnection, session: Any, heads: list[bytes],
+                       cur: _Cursor) -> tuple[int, int, int, BaseException] | None:
+        """The hot path with no coroutine per query: each execution's completion (the wire
+        session's callback, called from its data_received) records it and sends the next.
+
+        Returns None when the loop must look up (the stop, a phase change, the ramp's limit)
+        or (kind, t0, t1, error) for an execution that failed; ``cur`` carries the walk on.
+        The timing points are the loop's: t0 just before the send, t1 first thing at the end.
+        """
+        st = self.state
+        spans = self.spans
+        mix = self.mix
+        args = self.args
+        nmix = len(mix)
+        perf = time.perf_counter_ns
+        send = session.send
+        qlog = self.query_log
+        qrate = qlog.sample if qlog is not None else 0.0
+        slow_ns = spans.slow_ns
+        every = spans.every
+        mask, shift, half_mag, half = st.recorders[0].index_constants()
+        cap = HIGHEST_NS
+        gen = st.gen
+        left: asyncio.Future[tuple[int, int, int, BaseException] | None] = asyncio.get_running_loop().create_future()
+        mi, n, next_sample, qacc, qbuf = cur.mi, cur.n, cur.next_sample, cur.qacc, cur.qbuf
+        n0 = n
+        k = mix[mi]
+        t0 = 0
+
+        def leave(result: tuple[int, int, int, BaseException] | None) -> None:
+            session.callback = None
+            if not left.done():
+                left.set_result(result)
+
+        def done(error: BaseException | None) -> None:
+            nonlocal mi, n, next_sample, qacc, qbuf, k, t0
+            t1 = perf()
+            if error is not None:
+                leave((k, t0, t1, error))
+                return
+            # LatencyRecorder.record, inlined as in _loop
+            rec = st.recorders[k]
+            ns = t1 - t0
+            if ns > cap:
+                ns = cap
+            b = (ns | mask).bit_length() - shift
+            rec.counts[((b + 1) << half_mag) + (ns >> b) - half] += 1
+            rec.total += 1
+            n += 1
+            if qlog is not None:
+                qacc += qrate
+                if qacc >= 1.0:
+                    qacc -= 1.0
+                    qbuf.append((st.phase, k, t0, t1, ""))
+                    if len(qbuf) >= FLUSH_ROWS:
+                        qbuf = qlog.flush(qbuf)
+            if n == next_sample or ns >= slow_ns:
+                if n == next_sample:
+                    next_sample += every
+                    spans.emit(k, index, t0, t1, reason="sample", first=False, conn=conn, error=None)
+                else:
+                    spans.emit(k, index, t0, t1, reason="slow", first=False, conn=conn, error=None)
+            if st.stop or index >= st.limit or st.gen != gen:
+                leave(None)
+                return
+            k = mix[mi]
+            a = args[mi]
+            mi += 1
+            if mi == nmix:
+                mi = 0
+            t0 = perf()
+            try:
+                send(heads[k], a)
+            except Exception as exc:  # the connection is gone: the loop reconnects
+                leave((k, t0, perf(), exc))
+
+        session.callback = done
+        a = args[mi]
+        mi += 1
+        if mi == nmix:
+            mi = 0
+        t0 = perf()
+        try:
+            send(heads[k], a)
+            return await left
+        except asyncio.CancelledError:
+            session.callback = None
+            # The task's cancel cancels the future it awaits: a cancelled ``left`` means the
+            # execution was still in flight (recorded with its time so far, a lower bound).
+            got = None if left.cancelled() or not left.done() else left.result()
+            if left.cancelled() or not left.done():
+                self.cut(k, t0)
+            elif got is not None:  # it failed just before the drain: still an error
+                st.errors[got[0]] += 1
+                self._error(got[0], got[3])
+            raise
+        except Exception as exc:
+            session.callback = None
+            return (k, t0, perf(), exc)
+        finally:
+            cur.mi, cur.n, cur.next_sample, cur.qacc, cur.qbuf = mi, n, next_sample, qacc, qbuf
+            cur.progressed = n > n0
+
     async def query_failed(
         self, index: int, conn: TargetConnection, k: int, t0: int, t1: int, exc: Exception, in_a_row: int,
         qbuf: list[tuple[str, int, int, int, str]], *, first: bool = False,
@@ -223,6 +345,25 @@ class ClosedLoop:
         if phase is not None:
             phase.recorders[kind].record(now - t0)
             phase.cut += 1
+
+
+class _Cursor:
+    """Where a connection's walk over the plan is, handed between _loop and _chained."""
+
+    __slots__ = ("mi", "n", "next_sample", "qacc", "qbuf", "progressed", "first", "first_failed")
+
+    def __init__(self) -> None:
+        self.mi = self.n = self.next_sample = 0
+        self.qacc = 0.0
+        self.qbuf: list[tuple[str, int, int, int, str]] = []
+        self.progressed = False
+        self.first = self.first_failed = False  # the open model: the connection's first execution
+
+
+def _direct(conn: TargetConnection) -> tuple[Any, list[bytes]] | None:
+    """The connection's chaining capability (PostgreSQL's wire path), if it has one."""
+    direct = getattr(conn, "direct", None)
+    return direct() if direct is not None else None
 
 
 class ConnectionAbandoned(Exception):

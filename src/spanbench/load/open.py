@@ -24,7 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
-from spanbench.load.closed import ClosedLoop
+from spanbench.load.closed import ClosedLoop, _Cursor, _direct
 from spanbench.load.query_log import FLUSH_ROWS
 from spanbench.stats import HIGHEST_NS
 from spanbench.targets.base import QueryFn, TargetConnection
@@ -214,6 +214,176 @@ class OpenLoop(ClosedLoop):
     async def _first_query(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
         return  # the first arrival of each connection goes through the loop, traced as "first"
 
+    def next_arrival(self, now: int) -> float:
+        """The next intended start for a free connection at ``now`` (perf ns): the schedule of
+        _loop's inlined block, as one call, for the chained path."""
+        step = self._step_ns
+        if not step:
+            return self.take(now)
+        q = self.queue
+        nxt = self._next
+        poisson = self._poisson
+        if nxt <= now:
+            room = self.max_queue - len(q)
+            rnd = self._random
+            while room > 0 and nxt <= now:
+                q.append(nxt)
+                room -= 1
+                nxt += step * -_log(1.0 - rnd()) if poisson else step
+            if nxt <= now:  # the queue is full: what is due by now is dropped
+                if poisson:
+                    dn = int((now - nxt) / step) + 1
+                    nxt = now + step * -_log(1.0 - rnd())
+                else:
+                    dn = int((now - nxt) // step) + 1
+                    nxt += dn * step
+                self.state.data.dropped += dn
+        if q:
+            self._next = nxt
+            return q.popleft()
+        self._next = nxt + (step * -_log(1.0 - self._random()) if poisson else step)
+        return nxt
+
+    async def _chained(self, index: int, conn: TargetConnection, session: Any, heads: list[bytes], cur: _Cursor,
+                       intended: float) -> tuple[str, Any]:
+        """Executions chained from each other's completions (the wire session's callback), from
+        the one due at ``intended``. Returns ("look", None) for the stop or a phase change,
+        ("sleep", intended) when the next arrival is more than EARLY_NS ahead (taken: the loop
+        sleeps, then sends it), ("fail", (kind, t0, t1, error)) for an execution that failed.
+        Recording and timing points are _loop's."""
+        st = self.state
+        spans = self.spans
+        mix = self.mix
+        args = self.args
+        nmix = len(mix)
+        perf = time.perf_counter_ns
+        send = session.send
+        next_arrival = self.next_arrival
+        qlog = self.query_log
+        qrate = qlog.sample if qlog is not None else 0.0
+        slow_ns = spans.slow_ns
+        every = spans.every
+        mask, shift, half_mag, half = st.recorders[0].index_constants()
+        cap = HIGHEST_NS
+        early = EARLY_NS
+        gen = st.gen
+        data = st.data
+        lat_recs, svc_recs, lag_rec = data.recorders, data.service, data.lag
+        lag_counts = lag_rec.counts
+        b = (1 | mask).bit_length() - shift
+        lag_floor = ((b + 1) << half_mag) + (1 >> b) - half
+        left: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+        mi, n, next_sample, qacc, qbuf, first = cur.mi, cur.n, cur.next_sample, cur.qacc, cur.qbuf, cur.first
+        n0 = n
+        k = mix[mi]
+        t0 = 0
+        cur.first_failed = first
+
+        def leave(result: tuple[str, Any]) -> None:
+            session.callback = None
+            if not left.done():
+                left.set_result(result)
+
+        def done(error: BaseException | None) -> None:
+            nonlocal mi, n, next_sample, qacc, qbuf, first, k, t0, intended
+            t1 = perf()
+            if error is not None:
+                cur.first_failed = first
+                first = False
+                leave(("fail", (k, t0, t1, error)))
+                return
+            sv = t1 - t0
+            if sv > cap:
+                sv = cap
+            b = (sv | mask).bit_length() - shift
+            si = ((b + 1) << half_mag) + (sv >> b) - half
+            rec = svc_recs[k]
+            rec.counts[si] += 1
+            rec.total += 1
+            rec = lat_recs[k]
+            if intended >= t0:
+                rec.counts[si] += 1
+                rec.total += 1
+                lag_counts[lag_floor] += 1
+                lag_rec.total += 1
+            else:
+                it = int(intended)
+                ns = t1 - it
+                if ns > cap:
+                    ns = cap
+                b = (ns | mask).bit_length() - shift
+                rec.counts[((b + 1) << half_mag) + (ns >> b) - half] += 1
+                rec.total += 1
+                lag = t0 - it
+                if lag > cap:
+                    lag = cap
+                b = (lag | mask).bit_length() - shift
+                lag_counts[((b + 1) << half_mag) + (lag >> b) - half] += 1
+                lag_rec.total += 1
+            n += 1
+            if qlog is not None:
+                qacc += qrate
+                if qacc >= 1.0:
+                    qacc -= 1.0
+                    qbuf.append((st.phase, k, t0, t1, ""))
+                    if len(qbuf) >= FLUSH_ROWS:
+                        qbuf = qlog.flush(qbuf)
+            if first:
+                first = False
+                spans.emit(k, index, t0, t1, reason="first", first=index == 0, conn=conn, error=None)
+            elif n == next_sample or sv >= slow_ns:
+                if n == next_sample:
+                    next_sample += every
+                    spans.emit(k, index, t0, t1, reason="sample", first=False, conn=conn, error=None)
+                else:
+                    spans.emit(k, index, t0, t1, reason="slow", first=False, conn=conn, error=None)
+            if st.stop or st.gen != gen:
+                leave(("look", None))
+                return
+            nxt = next_arrival(t1)
+            if nxt - t1 > early:  # inf included: the schedule is over
+                leave(("sleep", nxt))
+                return
+            intended = nxt
+            k = mix[mi]
+            a = args[mi]
+            mi += 1
+            if mi == nmix:
+                mi = 0
+            t0 = perf()
+            try:
+                send(heads[k], a)
+            except Exception as exc:  # the connection is gone: the loop reconnects
+                cur.first_failed = first
+                leave(("fail", (k, t0, perf(), exc)))
+
+        session.callback = done
+        a = args[mi]
+        mi += 1
+        if mi == nmix:
+            mi = 0
+        t0 = perf()
+        try:
+            send(heads[k], a)
+            return await left
+        except asyncio.CancelledError:
+            session.callback = None
+            # the task's cancel cancels ``left`` too: then the execution was still in flight
+            got = None if left.cancelled() or not left.done() else left.result()
+            if left.cancelled() or not left.done():
+                self.cut_open(k, intended, t0)  # still running at the drain deadline
+            elif got is not None and got[0] == "fail":
+                st.errors[got[1][0]] += 1
+                self._error(got[1][0], got[1][3])
+            raise
+        except Exception as exc:
+            session.callback = None
+            first = False
+            return ("fail", (k, t0, perf(), exc))
+        finally:
+            cur.mi, cur.n, cur.next_sample, cur.qacc, cur.qbuf, cur.first = mi, n, next_sample, qacc, qbuf, first
+            cur.progressed = n > n0
+
     def cut_open(self, kind: int, intended: float, t0: int) -> None:
         st = self.state
         now = time.perf_counter_ns()
@@ -261,10 +431,18 @@ class OpenLoop(ClosedLoop):
         lag_counts = lag_rec.counts
         b = (1 | mask).bit_length() - shift
         lag_floor = ((b + 1) << half_mag) + (1 >> b) - half  # the bucket of 1 ns
+        # The PostgreSQL wire path: on-schedule executions chain from each other's completions
+        # (_chained), with no coroutine step per query; a sleep, an error or a phase change
+        # comes back here. An arrival the chain took but must sleep for is ``pending``.
+        direct = _direct(conn)
+        cur = _Cursor()
+        pending: float | None = None
         now = perf()
         try:
             while not st.stop:
-                if step:
+                if pending is not None:
+                    intended, pending = pending, None
+                elif step:
                     nxt = self._next
                     if nxt <= now:
                         room = maxq - len(q)
@@ -303,6 +481,24 @@ class OpenLoop(ClosedLoop):
                     lat_recs, svc_recs, lag_rec = data.recorders, data.service, data.lag
                     lag_counts = lag_rec.counts
                     await conn.set_phase(st.tag)
+                if direct is not None:
+                    cur.mi, cur.n, cur.next_sample, cur.qacc, cur.qbuf, cur.first = mi, n, next_sample, qacc, qbuf, first
+                    what, got = await self._chained(index, conn, direct[0], direct[1], cur, intended)
+                    mi, n, next_sample, qacc, qbuf, first = cur.mi, cur.n, cur.next_sample, cur.qacc, cur.qbuf, cur.first
+                    if cur.progressed:
+                        in_a_row = 0
+                    if what == "sleep":
+                        pending = got  # type: ignore[assignment]
+                    elif what == "fail":
+                        k, t0, t1, exc = got  # type: ignore[misc]
+                        pair, in_a_row = await self.query_failed(index, conn, k, t0, t1, exc, in_a_row, qbuf,
+                                                                 first=cur.first_failed)
+                        if pair is not None:
+                            conn, fns = pair
+                            direct = _direct(conn)
+                            gen = -1
+                    now = perf()
+                    continue
                 k = mix[mi]
                 a = args[mi]
                 mi += 1

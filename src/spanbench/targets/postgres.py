@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 import asyncpg
 import asyncpg.prepared_stmt
 
 from spanbench.settings import Settings
+from spanbench.targets import pg_wire
 from spanbench.targets.base import QueryFn, QuerySpec
+from spanbench.targets.pg_wire import WireSession
 from spanbench.targets.pg_errors import connect_error
 
 
@@ -83,12 +86,29 @@ _BROKEN = (
 
 
 class PostgresConnection:
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "wire", "heads", "use_wire")
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, *, use_wire: bool = True) -> None:
         self.conn = conn
+        self.use_wire = use_wire  # the pg_wire setting
+        self.wire: WireSession | None = None  # SPANBENCH_PG_WIRE: the transport, owned for the load
+        self.heads: list[bytes] = []  # per query kind: the start of its Bind
 
     async def prepare(self, queries: Sequence[QuerySpec]) -> list[QueryFn]:
+        if self.wire is not None:
+            # prepared again (spanbench check prepares one query at a time): asyncpg's turn;
+            # the earlier functions stop working, the new ones get a session of their own
+            if not self.wire.hand_back():
+                raise asyncpg.InterfaceError("the connection is busy with an execution of the load")
+            self.wire, self.heads = None, []
+        if self.use_wire and not any(q.is_transaction for q in queries):
+            stmts = [await self.conn.prepare(q.sql) for q in queries]
+            heads = [pg_wire.statement_head(st) for st in stmts]
+            if all(h is not None for h in heads):
+                # all or nothing: once the session owns the transport, asyncpg hears nothing
+                self.wire = WireSession(self.conn)
+                self.heads = heads  # type: ignore[assignment]
+                return [pg_wire.wire_fn(self.wire, h, st) for h, st in zip(heads, stmts)]  # type: ignore[arg-type]
         out: list[QueryFn] = []
         for q in queries:
             if q.is_transaction:
@@ -104,6 +124,12 @@ class PostgresConnection:
         # PostgreSQL has no per-query tag; application_name was set at connect time.
         return None
 
+    def direct(self) -> tuple[WireSession, list[bytes]] | None:
+        """The wire session and each kind's Bind head, for a loop that chains executions
+        from their completions (load/closed.py); None on asyncpg's path."""
+        wire = self.wire
+        return None if wire is None or wire.lost is not None else (wire, self.heads)
+
     def last_query_id(self) -> str | None:
         return None
 
@@ -112,12 +138,31 @@ class PostgresConnection:
         return self.conn.is_closed() or isinstance(exc, _BROKEN)
 
     async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
-        return await self.conn.fetchrow(sql, *args)
+        with self._asyncpg_turn():
+            return await self.conn.fetchrow(sql, *args)
 
     async def fetch_all(self, sql: str, params: Sequence[object] | None = None) -> list[tuple[object, ...]]:
-        return [tuple(r) for r in await self.conn.fetch(sql, *(params or ()))]
+        with self._asyncpg_turn():
+            return [tuple(r) for r in await self.conn.fetch(sql, *(params or ()))]
+
+    @contextlib.contextmanager
+    def _asyncpg_turn(self) -> Iterator[None]:
+        """asyncpg's protocol on the transport for one statement outside the load (setup work
+        on a load connection), then the wire session's again."""
+        wire = self.wire
+        if wire is not None and not wire.hand_back():
+            raise asyncpg.InterfaceError("the connection is busy with an execution of the load")
+        try:
+            yield
+        finally:
+            if wire is not None and self.wire is wire:
+                wire.take()
 
     async def close(self) -> None:
+        wire, self.wire = self.wire, None
+        if wire is not None and not wire.hand_back():
+            self.conn.terminate()  # an execution still in flight (cut at the drain): no goodbye
+            return
         try:
             await asyncio.wait_for(self.conn.close(), timeout=2.0)
         except (Exception, asyncio.TimeoutError):
@@ -158,7 +203,7 @@ class PostgresTarget:
             )
         except Exception as exc:
             raise connect_error(exc, self._dsn, "target", timeout) from None
-        return PostgresConnection(conn)
+        return PostgresConnection(conn, use_wire=self._settings.pg_wire)
 
     async def admin(self) -> PostgresConnection:
         """One connection for setup work, opened on first use and closed with the target."""
