@@ -332,6 +332,51 @@ def run_pgbench(args: argparse.Namespace, server: Server, clients: int, workdir:
     return row
 
 
+# --------------------------------------------------------------------------- sysbench
+
+def _sysbench_base(server: Server) -> list[str]:
+    port = re.search(r":(\d+)/", server.dsn)
+    return ["sysbench", "oltp_point_select", "--db-driver=pgsql", f"--pgsql-host={server.socket_dir}",
+            f"--pgsql-port={port.group(1) if port else 5432}", "--pgsql-user=postgres", "--pgsql-db=postgres",
+            "--tables=1", "--table-size=100000"]
+
+
+def prepare_sysbench(server: Server, workdir: Path) -> None:
+    """sysbench's own table (sbtest1, 100k rows), as `sysbench oltp_point_select prepare` makes it."""
+    run_cmd(_sysbench_base(server) + ["prepare"], timeout=300, log=workdir / "sysbench-prepare.log")
+
+
+def run_sysbench(args: argparse.Namespace, server: Server, clients: int, workdir: Path, tag: str) -> dict[str, Any]:
+    """sysbench ``oltp_point_select`` (Debian's sysbench, pgsql driver): one point select by
+    primary key per event, prepared (its default ``--db-ps-mode=auto``), ``clients`` threads."""
+    cmd = _sysbench_base(server) + [f"--threads={clients}", f"--time={args.duration}", "--percentile=99", "run"]
+    if args.pgbench_warmup > 0:
+        warm = [c if not c.startswith("--time=") else f"--time={args.pgbench_warmup}" for c in cmd]
+        run_cmd(warm, timeout=args.pgbench_warmup + 60, log=workdir / f"{tag}-warm.log")
+    load0 = os.getloadavg()[0]
+    cpu0 = children_cpu()
+    t0 = time.monotonic()
+    out = run_cmd(cmd, timeout=args.duration + 60, log=workdir / f"{tag}.log")
+    wall = time.monotonic() - t0
+    cpu = children_cpu() - cpu0
+    queries = re.search(r"queries:\s+(\d+)\s+\(([\d.]+) per sec\.\)", out)
+    if not queries:
+        raise BenchError(f"sysbench printed no query count (output: {workdir / f'{tag}.log'})")
+    p99 = re.search(r"99th percentile:\s+([\d.]+)", out)
+    avg = re.search(r"avg:\s+([\d.]+)", out)
+    errors = re.search(r"ignored errors:\s+(\d+)", out)
+    n = int(queries.group(1))
+    return {
+        "tool": "sysbench", "variant": "oltp_point_select", "clients": clients, "qps": float(queries.group(2)),
+        "transactions": n, "errors": int(errors.group(1)) if errors else 0,
+        "latency_avg_ms": float(avg.group(1)) if avg else None, "p50_ms": None,
+        "p95_ms": None, "p99_ms": float(p99.group(1)) if p99 else None, "wall_s": round(wall, 3),
+        "client_cpu_us_per_query": _per_query_us(cpu, n),
+        "loadavg_before": round(load0, 2), "loadavg_after": round(os.getloadavg()[0], 2),
+        "command": " ".join(cmd),
+    }
+
+
 # --------------------------------------------------------------------------- spanbench
 
 def spanbench_env(tracing: bool, pg_wire: bool = True) -> dict[str, str]:
@@ -467,6 +512,8 @@ def plan(args: argparse.Namespace) -> list[tuple[int, int, str, int, bool]]:
     for r in range(args.repeat):
         for c in args.clients:
             seq: list[tuple[int, int, str, int, bool]] = [(r, c, "pgbench", 0, False)]
+            if args.sysbench:
+                seq.append((r, c, "sysbench", 0, False))
             if args.bare:
                 seq.append((r, c, "asyncpg", 0, False))
             for w in args.workers:
@@ -513,7 +560,7 @@ def summarize(rows: list[dict[str, Any]], clients: list[int]) -> list[dict[str, 
         for line in lines:
             if line["tool"] == "spanbench" and best.get(line["tracing"], (0, ""))[1] == line["variant"]:
                 line["best"] = True
-        order = {"pgbench": 0, "asyncpg": 1, "spanbench": 2}
+        order = {"pgbench": 0, "sysbench": 1, "asyncpg": 2, "spanbench": 3}
         lines.sort(key=lambda x: (order[x["tool"]], x.get("workers", 0), x.get("tracing", False)))
         out.extend(lines)
     return out
@@ -599,6 +646,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="pgbench -l --sampling-rate, for p50/p99 (0: no log, average latency only)")
     p.add_argument("--workers", type=_int_list, default=[1, 2], help="spanbench worker counts to try")
     p.add_argument("--tracing", type=_tracing_list, default=[False, True], help="spanbench tracing settings, e.g. off,on")
+    p.add_argument("--no-sysbench", dest="sysbench", action="store_false",
+                   help="leave out sysbench oltp_point_select (run when `sysbench` is on PATH)")
     p.add_argument("--no-pg-wire", dest="pg_wire", action="store_false",
                    help="spanbench runs with SPANBENCH_PG_WIRE=0 (asyncpg's path, not targets/pg_wire.py)")
     p.add_argument("--no-bare", dest="bare", action="store_false",
@@ -610,6 +659,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--repeat, --duration and --pgbench-threads must be positive; warmups non-negative")
     if not 0 <= args.pgbench_log_rate <= 1:
         p.error("--pgbench-log-rate is between 0 and 1")
+    if args.sysbench and shutil.which("sysbench") is None:
+        args.sysbench = False  # Debian's `sysbench` is not installed: pgbench is the reference
+        print("sysbench not found (apt-get install sysbench): running without it", file=sys.stderr)
     return args
 
 
@@ -657,12 +709,17 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=300, log=workdir / "pgbench-init.log")
         run_cmd([sys.executable, "-m", "spanbench", "init", "--target-dsn", server.dsn, "--rows", "100000"],
                 timeout=300, log=workdir / "spanbench-init.log", env=spanbench_env(False), cwd=workdir)
+        if args.sysbench:
+            prepare_sysbench(server, workdir)
         print(f"pgbench -i -s 1 and spanbench init --rows 100000 in {time.monotonic() - t0:.1f}s", flush=True)
         steps = plan(args)
         for i, (r, c, tool, w, tracing) in enumerate(steps, 1):
             if tool == "pgbench":
                 tag = f"r{r}-c{c}-pgbench"
                 row = run_pgbench(args, server, c, workdir, tag)
+            elif tool == "sysbench":
+                tag = f"r{r}-c{c}-sysbench"
+                row = run_sysbench(args, server, c, workdir, tag)
             elif tool == "asyncpg":
                 tag = f"r{r}-c{c}-asyncpg-bare"
                 row = run_bare(args, server, c, workdir, tag)
