@@ -94,7 +94,7 @@ class Worker:
         self.ramp: Any = None  # load/closed.py's ConnectionRamp, for closed-model stages
         self.spans: QuerySpans | None = None
         # process CPU seconds (every thread) at the load's start and end: the client's cost per query
-        self._load_cpu: list[float] = []
+        self._load_cpu: tuple[float, float | None] | None = None
         self.repeating: dict[str, RepeatingSpans] = {}  # heartbeat, control.poll, results.flush: coarsened past a budget
         self.ctx: Context | None = None  # the worker span's context: parent of every span here
         self.status = "INITIALIZING"
@@ -283,6 +283,13 @@ class Worker:
         except Exception as exc:
             return {"spanbench.clock.offset_ms": 0.0, "spanbench.clock.uncertainty_ms": 0.0,
                     "spanbench.clock.error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
+
+    def _load_cpu_s(self) -> float | None:
+        """CPU seconds of this process while its load ran (so far, before the load's end)."""
+        if self._load_cpu is None:
+            return None
+        start, end = self._load_cpu
+        return (time.process_time() if end is None else end) - start
 
     def _store_ns(self, local_ns: int | None) -> int | None:
         """An instant of ours, as written to results: on the control store's clock."""
@@ -568,7 +575,7 @@ class Worker:
         assert self.state is not None and self.settings is not None
         st = self.state
         with self.tracer.start_as_current_span("worker.load", context=self.ctx) as span:
-            self._load_cpu = [time.process_time()]
+            self._load_cpu = (time.process_time(), None)
             control = asyncio.create_task(self._control_loop())
             pump = asyncio.create_task(self.metrics.run()) if self.metrics else None
             pending = set(tasks)
@@ -600,10 +607,11 @@ class Worker:
                 # A flush still writing must land before the final row, never after it.
                 with contextlib.suppress(asyncio.CancelledError, Exception, asyncio.TimeoutError):
                     await asyncio.wait_for(self._flush_task, self.settings.drain_timeout)
-            self._load_cpu.append(time.process_time())
+            assert self._load_cpu is not None
+            self._load_cpu = (self._load_cpu[0], time.process_time())
             q, e = st.totals()
             span.set_attributes({"spanbench.queries": q, "spanbench.errors": e, "spanbench.stop_reason": st.stop_reason or "",
-                                 "spanbench.load_cpu_s": round(self._load_cpu[1] - self._load_cpu[0], 4)})
+                                 "spanbench.load_cpu_s": round(self._load_cpu_s() or 0.0, 4)})
 
     async def worker_drain(self, tasks: list[asyncio.Task[None]]) -> None:
         assert self.state is not None and self.settings is not None
@@ -748,8 +756,7 @@ class Worker:
             },
             "query_spans_skipped": self.spans.skipped,
             # CPU the worker process used while its load ran (so far, in a flush)
-            "load_cpu_s": (((self._load_cpu[1] if len(self._load_cpu) > 1 else time.process_time()) - self._load_cpu[0])
-                           if self._load_cpu else None),
+            "load_cpu_s": self._load_cpu_s(),
             # {kind: {count, coarsened, summaries}}: every repeating beat, and how many summaries hold
             "repeating_spans": span_counts(self.repeating),
             "timeline": [(self.side.clock.to_store(t), q, e)

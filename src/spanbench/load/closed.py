@@ -292,12 +292,10 @@ class ClosedLoop:
             session.callback = None
             # The task's cancel cancels the future it awaits: a cancelled ``left`` means the
             # execution was still in flight (recorded with its time so far, a lower bound).
-            got = None if left.cancelled() or not left.done() else left.result()
             if left.cancelled() or not left.done():
                 self.cut(k, t0)
-            elif got is not None:  # it failed just before the drain: still an error
-                st.errors[got[0]] += 1
-                self._error(got[0], got[3])
+            elif (failed := left.result()) is not None:  # it failed just before the drain: still an error
+                self._count_error(*failed)
             raise
         except Exception as exc:
             session.callback = None
@@ -317,9 +315,7 @@ class ClosedLoop:
         a row since. The cold path: errors are rare, so nothing here is inlined in the loops.
         """
         st = self.state
-        st.errors[k] += 1
-        st.last_error = _describe(exc)
-        cls = self._error(k, exc)
+        cls = self._count_error(k, t0, t1, exc)
         if self.query_log is not None:
             qbuf.append((st.phase, k, t0, t1, cls))
         self.spans.emit(k, index, t0, t1, reason="first" if first else "error", first=first and index == 0,
@@ -336,6 +332,13 @@ class ClosedLoop:
         # Back off (1 ms doubling to 0.5 s) so a failing server is not flooded.
         await asyncio.sleep(min(0.001 * (1 << min(in_a_row, 9)), 0.5))
         return None, in_a_row
+
+    def _count_error(self, k: int, t0: int, t1: int, exc: BaseException) -> str:
+        """One failed execution in the counts: its kind's errors, the last error, its class."""
+        st = self.state
+        st.errors[k] += 1
+        st.last_error = _describe(exc)
+        return self._error(k, exc)
 
     def cut(self, kind: int, t0: int) -> None:
         """Record a query cancelled at the drain: elapsed so far, in the phase it was sent in."""

@@ -214,36 +214,6 @@ class OpenLoop(ClosedLoop):
     async def _first_query(self, index: int, conn: TargetConnection, fns: list[QueryFn]) -> None:
         return  # the first arrival of each connection goes through the loop, traced as "first"
 
-    def next_arrival(self, now: int) -> float:
-        """The next intended start for a free connection at ``now`` (perf ns): the schedule of
-        _loop's inlined block, as one call, for the chained path."""
-        step = self._step_ns
-        if not step:
-            return self.take(now)
-        q = self.queue
-        nxt = self._next
-        poisson = self._poisson
-        if nxt <= now:
-            room = self.max_queue - len(q)
-            rnd = self._random
-            while room > 0 and nxt <= now:
-                q.append(nxt)
-                room -= 1
-                nxt += step * -_log(1.0 - rnd()) if poisson else step
-            if nxt <= now:  # the queue is full: what is due by now is dropped
-                if poisson:
-                    dn = int((now - nxt) / step) + 1
-                    nxt = now + step * -_log(1.0 - rnd())
-                else:
-                    dn = int((now - nxt) // step) + 1
-                    nxt += dn * step
-                self.state.data.dropped += dn
-        if q:
-            self._next = nxt
-            return q.popleft()
-        self._next = nxt + (step * -_log(1.0 - self._random()) if poisson else step)
-        return nxt
-
     async def _chained(self, index: int, conn: TargetConnection, session: Any, heads: list[bytes], cur: _Cursor,
                        intended: float) -> tuple[str, Any]:
         """Executions chained from each other's completions (the wire session's callback), from
@@ -258,7 +228,7 @@ class OpenLoop(ClosedLoop):
         nmix = len(mix)
         perf = time.perf_counter_ns
         send = session.send
-        next_arrival = self.next_arrival
+        take = self.take  # the schedule, as the non-inlined path of _loop takes it
         qlog = self.query_log
         qrate = qlog.sample if qlog is not None else 0.0
         slow_ns = spans.slow_ns
@@ -340,7 +310,7 @@ class OpenLoop(ClosedLoop):
             if st.stop or st.gen != gen:
                 leave(("look", None))
                 return
-            nxt = next_arrival(t1)
+            nxt = take(t1)
             if nxt - t1 > early:  # inf included: the schedule is over
                 leave(("sleep", nxt))
                 return
@@ -369,12 +339,10 @@ class OpenLoop(ClosedLoop):
         except asyncio.CancelledError:
             session.callback = None
             # the task's cancel cancels ``left`` too: then the execution was still in flight
-            got = None if left.cancelled() or not left.done() else left.result()
             if left.cancelled() or not left.done():
                 self.cut_open(k, intended, t0)  # still running at the drain deadline
-            elif got is not None and got[0] == "fail":
-                st.errors[got[1][0]] += 1
-                self._error(got[1][0], got[1][3])
+            elif left.result()[0] == "fail":  # it failed just before the drain: still an error
+                self._count_error(*left.result()[1])
             raise
         except Exception as exc:
             session.callback = None

@@ -53,7 +53,6 @@ class WireSession(asyncio.Protocol):
     """One connection's transport for the load: one execution in flight, as the loops send them."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
         self.transport = conn._transport  # noqa: SLF001 - handed over for the load, handed back at close
         self._asyncpg = self.transport.get_protocol()
         self._loop = asyncio.get_running_loop()
@@ -82,18 +81,23 @@ class WireSession(asyncio.Protocol):
             raise asyncpg.ConnectionDoesNotExistError(f"connection lost: {self.lost}")
         if not self.owns:
             raise asyncpg.InterfaceError("this wire session handed the connection back to asyncpg")
-        parts = [b""]
+        # One join, one write: Bind (its length filled in once the parameters are sized),
+        # then the constant Execute + Sync.
+        parts = [b"B", b"", head, _pack_h(len(params))]
+        size = 6 + len(head)  # the length field itself, the head, the parameter count
         for v in params:
             if v is None:
                 parts.append(b"\xff\xff\xff\xff")
+                size += 4
             else:
                 b = _text(v)
                 parts.append(_pack_i(len(b)))
                 parts.append(b)
+                size += 4 + len(b)
         parts.append(b"\x00\x00")  # result columns: text (they are not read)
-        parts[0] = head + _pack_h(len(params))
-        body = b"".join(parts)
-        self.transport.write(b"B" + _pack_i(len(body) + 4) + body + _EXECUTE_SYNC)
+        parts[1] = _pack_i(size + 2)
+        parts.append(_EXECUTE_SYNC)
+        self.transport.write(b"".join(parts))
         self.in_flight = True
 
     def data_received(self, data: bytes) -> None:
@@ -114,14 +118,13 @@ class WireSession(asyncio.Protocol):
                 cb = self.callback
                 if cb is not None:
                     cb(error)  # may send the next execution at once
-                    pos += 1 + n
-                    continue
-                waiter, self._waiter = self._waiter, None
-                if waiter is not None and not waiter.done():
-                    if error is None:
-                        waiter.set_result(None)
-                    else:
-                        waiter.set_exception(error)
+                else:
+                    waiter, self._waiter = self._waiter, None
+                    if waiter is not None and not waiter.done():
+                        if error is None:
+                            waiter.set_result(None)
+                        else:
+                            waiter.set_exception(error)
             pos += 1 + n
         if pos < end:
             self._buf = data[pos:]
@@ -175,6 +178,7 @@ def statement_head(stmt: asyncpg.prepared_stmt.PreparedStatement) -> bytes | Non
 
 def wire_fn(session: WireSession, head: bytes, stmt: asyncpg.prepared_stmt.PreparedStatement) -> Any:
     """A QueryFn that is a plain function returning the execution's future: no coroutine."""
+    # _stmt keeps the PreparedStatement alive: asyncpg closes a collected one on the server
     def execute(args: tuple[Any, ...], _run=session.execute, _head=head, _stmt=stmt) -> asyncio.Future[None]:
         return _run(_head, args)
 

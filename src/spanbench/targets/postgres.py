@@ -91,15 +91,14 @@ class PostgresConnection:
     def __init__(self, conn: asyncpg.Connection, *, use_wire: bool = True) -> None:
         self.conn = conn
         self.use_wire = use_wire  # the pg_wire setting
-        self.wire: WireSession | None = None  # SPANBENCH_PG_WIRE: the transport, owned for the load
+        self.wire: WireSession | None = None  # the pg_wire path: the transport, owned for the load
         self.heads: list[bytes] = []  # per query kind: the start of its Bind
 
     async def prepare(self, queries: Sequence[QuerySpec]) -> list[QueryFn]:
         if self.wire is not None:
             # prepared again (spanbench check prepares one query at a time): asyncpg's turn;
             # the earlier functions stop working, the new ones get a session of their own
-            if not self.wire.hand_back():
-                raise asyncpg.InterfaceError("the connection is busy with an execution of the load")
+            self._release_wire()
             self.wire, self.heads = None, []
         if self.use_wire and not any(q.is_transaction for q in queries):
             stmts = [await self.conn.prepare(q.sql) for q in queries]
@@ -109,6 +108,7 @@ class PostgresConnection:
                 self.wire = WireSession(self.conn)
                 self.heads = heads  # type: ignore[assignment]
                 return [pg_wire.wire_fn(self.wire, h, st) for h, st in zip(heads, stmts)]  # type: ignore[arg-type]
+            return [bind_execute_fn(self.conn, st) for st in stmts]  # prepared once, asyncpg's path
         out: list[QueryFn] = []
         for q in queries:
             if q.is_transaction:
@@ -145,13 +145,17 @@ class PostgresConnection:
         with self._asyncpg_turn():
             return [tuple(r) for r in await self.conn.fetch(sql, *(params or ()))]
 
+    def _release_wire(self) -> None:
+        """The transport back to asyncpg, which must not find an execution of ours in flight."""
+        if self.wire is not None and not self.wire.hand_back():
+            raise asyncpg.InterfaceError("the connection is busy with an execution of the load")
+
     @contextlib.contextmanager
     def _asyncpg_turn(self) -> Iterator[None]:
         """asyncpg's protocol on the transport for one statement outside the load (setup work
         on a load connection), then the wire session's again."""
         wire = self.wire
-        if wire is not None and not wire.hand_back():
-            raise asyncpg.InterfaceError("the connection is busy with an execution of the load")
+        self._release_wire()
         try:
             yield
         finally:
